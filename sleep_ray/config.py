@@ -1,0 +1,243 @@
+"""Structured configuration: one dataclass per component, loaded with OmegaConf.
+
+Load order: dataclass defaults, then a YAML file, then `key=value` dotlist overrides (the CLI's trailing
+arguments). An unknown key, a wrong type or a value out of range fails at load with a message naming the
+full key (`sleep.seeding.lmbda`). Defaults live only here; code never does `cfg.get("x", default)`.
+
+Range and choice constraints are declared next to each field with `spec(...)` and checked by `validate`.
+
+    cfg = load_config("examples/tiny_cpu.yaml", ["sleep.seeding.lmbda=0.5"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range. The message names the key."""
+
+
+def spec(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] | None = None,
+         help: str = "") -> Any:
+    """A dataclass field with a documented range or choice set, checked by `validate`."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default.copy(), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class ModelConfig:
+    """The wake model: a tiny Llama built from these numbers, or a local Hugging Face checkpoint."""
+
+    path: str = spec("", help="local HF checkpoint directory; when set, the architecture fields are ignored")
+    hidden_size: int = spec(128, lo=8)
+    num_layers: int = spec(4, lo=1)
+    num_heads: int = spec(2, lo=1)
+    num_kv_heads: int = spec(2, lo=1)
+    intermediate_size: int = spec(512, lo=1)
+    max_position_embeddings: int = spec(512, lo=16, help="the context window in tokens")
+    vocab_size: int = spec(2048, lo=64, help="tokenizer size asked of the BPE trainer (a small corpus may give fewer)")
+    tie_word_embeddings: bool = True
+    rope_theta: float = spec(10000.0, lo=1.0)
+    dtype: str = spec("float32", choices=("float32", "bfloat16", "float16"))
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class WorldConfig:
+    """Sizes of the synthetic knowledge world and its memory stream (sleep_ray.data.world)."""
+
+    seed: int = 0
+    num_cities: int = spec(16, lo=4)
+    num_orgs: int = spec(16, lo=4)
+    num_base_people: int = spec(120, lo=4, help="people the base model is pretrained on (old knowledge)")
+    bios_per_person: int = spec(3, lo=1, help="differently worded biographies per base person")
+    num_reading_docs: int = spec(4000, lo=0, help="practice documents about throwaway people, read in context only")
+    num_heldout_docs: int = spec(40, lo=0, help="documents never trained on, for perplexity")
+    num_cycles: int = spec(5, lo=1, help="days in the memory stream")
+    new_people_per_cycle: int = spec(4, lo=0)
+    updates_per_cycle: int = spec(2, lo=0, help="memories that contradict an old fact")
+    dialogues_per_cycle: int = spec(1, lo=0)
+    demonstrations_per_cycle: int = spec(1, lo=0, help="few-shot demonstrations of a new relation word")
+    long_docs_per_cycle: int = spec(1, lo=0)
+    people_per_long_doc: int = spec(8, lo=2, help="a long document is longer than the context window")
+
+
+@dataclass
+class DataConfig:
+    """Where the world lives. `world_dir` holds world.jsonl and stream.jsonl (docs/FORMAT.md)."""
+
+    world_dir: str = spec("", help="an existing world directory; empty = generate one into <run_dir>/world")
+    world: WorldConfig = field(default_factory=WorldConfig)
+
+
+# ------------------------------------------------------------------------------------------ pretrain
+
+
+@dataclass
+class PretrainConfig:
+    """Base pretraining from scratch (sleep_ray.train.pretrain)."""
+
+    steps: int = spec(3000, lo=1)
+    batch_size: int = spec(32, lo=1)
+    seq_len: int = spec(256, lo=16, help="tokens per packed training row")
+    lr: float = spec(3e-3, lo=0.0)
+    min_lr_ratio: float = spec(0.1, lo=0.0, hi=1.0)
+    warmup_steps: int = spec(100, lo=0)
+    flat_fraction: float = spec(0.6, lo=0.0, hi=1.0, help="keep the peak learning rate for this share of steps")
+    weight_decay: float = spec(0.0, lo=0.0)
+    checkpoint_every: int = spec(500, lo=1)
+    eval_every: int = spec(250, lo=1)
+    threads: int = spec(2, lo=1, help="torch CPU threads")
+    mix: dict[str, float] = spec(
+        {"text": 1.0, "recall": 2.0, "reading": 3.0, "question_writing": 0.5, "restatement": 0.5, "judging": 0.5},
+        help="sampling weights of the example kinds derived from the world documents",
+    )
+
+
+# ------------------------------------------------------------------------------------------- sleep
+
+
+@dataclass
+class GrowthConfig:
+    """How the student-large grows: one new low-rank SwiGLU expert per sleep."""
+
+    d_low: int = spec(32, lo=1, help="new hidden units per grown MLP")
+    layers: list[int] = spec([], help="layers that grow; empty = all")
+    max_experts: int = spec(8, lo=1, help="cap on the number of sleeps that may grow the model")
+
+
+@dataclass
+class SeedingConfig:
+    """Knowledge Seeding: generalized distillation plus Learning-to-Imitate (method.md section 3)."""
+
+    divergence: str = spec("jsd", choices=("forward_kl", "reverse_kl", "jsd"))
+    beta: float = spec(0.5, lo=0.0, hi=1.0, help="JSD interpolation (0 ~ forward KL, 1 ~ reverse KL)")
+    lmbda: float = spec(0.5, lo=0.0, hi=1.0, help="fraction of student-generated sequences")
+    alpha: float = spec(0.8, lo=0.0, hi=1.0, help="weight of distillation against Learning-to-Imitate")
+    gamma: float = spec(0.5, lo=0.0, hi=1.0, help="weight of the judge's same-meaning reward against Levenshtein")
+    z0: float = spec(0.5, lo=0.0, hi=1.0, help="normalized edit distance above which the surface reward is 0")
+    topk: int = spec(0, lo=0, help="distil over the teacher's top-k tokens; 0 = full vocabulary")
+    temperature: float = spec(1.0, lo=0.0)
+    steps: int = spec(200, lo=0)
+    lr: float = spec(1e-3, lo=0.0)
+    rehearsal_fraction: float = spec(0.5, lo=0.0, hi=1.0, help="share of self-rehearsal prompts about old knowledge")
+
+
+@dataclass
+class DreamingConfig:
+    """Dreaming: self-written rehearsal data, scored by trial, generator improved by ReST-EM."""
+
+    enabled: bool = True
+    dreams_per_memory: int = spec(8, lo=1)
+    top_k: int = spec(4, lo=0)
+    random_b: int = spec(2, lo=0)
+    rest_em_rounds: int = spec(1, lo=0)
+    random_expert: bool = False
+
+
+@dataclass
+class SleepConfig:
+    growth: GrowthConfig = field(default_factory=GrowthConfig)
+    seeding: SeedingConfig = field(default_factory=SeedingConfig)
+    dreaming: DreamingConfig = field(default_factory=DreamingConfig)
+
+
+# ------------------------------------------------------------------------------------- serve / eval
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = spec(8000, lo=1, hi=65535)
+    max_new_tokens: int = spec(32, lo=1)
+
+
+@dataclass
+class EvalConfig:
+    max_new_tokens: int = spec(12, lo=1)
+    batch_size: int = spec(32, lo=1)
+    splits: list[str] = spec(["eval"], help="probe splits to score: eval, sleep")
+
+
+@dataclass
+class ResourcesConfig:
+    """Ray resources. Fractional CPUs so Serve, Train and the role actors fit on a 2-core box."""
+
+    num_cpus: float = spec(0.0, lo=0.0, help="for a local ray.init; 0 = let Ray detect")
+    train_workers: int = spec(1, lo=1)
+    cpus_per_train_worker: float = spec(0.5, lo=0.0)
+    cpus_per_actor: float = spec(0.25, lo=0.0)
+
+
+# -------------------------------------------------------------------------------------------- root
+
+
+@dataclass
+class Config:
+    run_dir: str = spec("runs/tiny", help="everything a run writes lives under here")
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sleep: SleepConfig = field(default_factory=SleepConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Check every `spec` range and choice set in a dataclass tree; raise ConfigError naming the key."""
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+        if lo is not None and value < lo:
+            raise ConfigError(f"{key}: {value!r} is below the minimum {lo}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{key}: {value!r} is above the maximum {hi}")
+    if isinstance(obj, ModelConfig) and not obj.path and obj.hidden_size % obj.num_heads:
+        raise ConfigError(f"{prefix}hidden_size: {obj.hidden_size} is not divisible by num_heads={obj.num_heads}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type[T] = Config) -> T:  # type: ignore[assignment]
+    """Defaults, then the YAML at `path`, then dotlist `overrides`; validated. Raises ConfigError."""
+    try:
+        cfg = OmegaConf.structured(schema)
+        if path is not None:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        where = f" ({path})" if path else ""
+        msg = str(getattr(e, "msg", e)).splitlines()[0]
+        raise ConfigError(f"{key or 'config'}: {msg}{where}") from None
+    validate(obj)
+    return obj  # type: ignore[return-value]
+
+
+def to_yaml(obj: Any) -> str:
+    """The resolved config as YAML, saved beside every checkpoint."""
+    return OmegaConf.to_yaml(OmegaConf.structured(obj))
