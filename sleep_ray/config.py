@@ -26,8 +26,14 @@ class ConfigError(ValueError):
     """A configuration value is unknown, mistyped or out of range. The message names the key."""
 
 
-def spec(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] | None = None,
-         help: str = "") -> Any:
+def spec(
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    help: str = "",
+) -> Any:
     """A dataclass field with a documented range or choice set, checked by `validate`."""
     meta = {"lo": lo, "hi": hi, "choices": choices, "help": help}
     if isinstance(default, (list, dict)):
@@ -218,6 +224,8 @@ def validate(obj: Any, prefix: str = "") -> None:
             raise ConfigError(f"{key}: {value!r} is above the maximum {hi}")
     if isinstance(obj, ModelConfig) and not obj.path and obj.hidden_size % obj.num_heads:
         raise ConfigError(f"{prefix}hidden_size: {obj.hidden_size} is not divisible by num_heads={obj.num_heads}")
+    if isinstance(obj, ModelConfig) and not obj.path and obj.num_heads % obj.num_kv_heads:
+        raise ConfigError(f"{prefix}num_kv_heads: {obj.num_kv_heads} does not divide num_heads={obj.num_heads}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type[T] = Config) -> T:  # type: ignore[assignment]

@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`. Both create .venv first.
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+# The CPU build of torch lies in /opt/wheels on the project's machines; uv ignores pip's config, so say so.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-all lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python $(FIND_LINKS) -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/sleep-ray demo --config examples/tiny_cpu.yaml
+
+test: install
+	$(VENV)/bin/pytest -m "not vllm and not gpu" -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,149 @@
+"""Pretraining examples derived from world documents and their question/answer pairs, whoever wrote them.
+
+Six kinds, each teaching one skill the small model needs later in some role:
+
+    text              the document itself (language modelling)
+    recall            closed-book questions about recall documents   -> student answers from its weights
+    reading           document in context, then its questions         -> teacher-self reads memories
+    question_writing  document, then a question and its answer       -> dream generator writes questions
+    restatement       document, then another document of its group   -> dream generator restates memories
+    judging           two sentences, then "yes"/"no" (same fact?)    -> frozen judge of Learning-to-Imitate
+
+Only `use="recall"` documents are answered closed-book; `use="reading"` documents are only ever seen with the
+document in context; `use="heldout"` documents are never used. Sampling is a pure function of the RNG, so a
+training step's batch depends only on (seed, step) and resume is exact.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sleep_ray.data import prompts
+from sleep_ray.data.schema import QA, Document
+
+KINDS = ("text", "recall", "reading", "question_writing", "restatement", "judging")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """Split prose into sentences (on ., ! or ? followed by whitespace)."""
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+def fact_sentence(text: str, qa: QA) -> str | None:
+    """The first sentence of `text` that contains the answer of `qa`, if any."""
+    for s in sentences(text):
+        if qa.answer in s:
+            return s
+    return None
+
+
+def relation_of(qa: QA) -> str:
+    """The relation part of a fact id like 'person:Ana Vel:lives_in'; empty when the world gives none."""
+    return qa.fact_id.rsplit(":", 1)[-1] if ":" in qa.fact_id else ""
+
+
+@dataclass(frozen=True)
+class _Pair:
+    a: str
+    b: str
+    same: bool
+
+
+class Corpus:
+    """Samples training texts of the six kinds from a world's documents, weighted by `mix`."""
+
+    def __init__(self, documents: Sequence[Document], mix: dict[str, float], max_questions: int = 3):
+        unknown = set(mix) - set(KINDS)
+        if unknown:
+            raise ValueError(f"pretrain.mix: unknown example kinds {sorted(unknown)}; known: {list(KINDS)}")
+        self.max_questions = max_questions
+        trainable = [d for d in documents if d.use in ("recall", "reading")]
+        self.text_docs = trainable
+        self.recall_qa = [qa for d in trainable if d.use == "recall" for qa in d.qa]
+        self.reading_docs = [d for d in trainable if d.qa]
+        groups: dict[str, list[Document]] = defaultdict(list)
+        for d in trainable:
+            if d.group:
+                groups[d.group].append(d)
+        self.groups = [g for g in groups.values() if len(g) >= 2]
+        self.answers_by_relation: dict[str, list[str]] = defaultdict(list)
+        for d in trainable:
+            for qa in d.qa:
+                self.answers_by_relation[relation_of(qa)].append(qa.answer)
+        available = {
+            "text": bool(self.text_docs),
+            "recall": bool(self.recall_qa),
+            "reading": bool(self.reading_docs),
+            "question_writing": bool(self.reading_docs),
+            "restatement": bool(self.groups),
+            "judging": bool(self.groups),
+        }
+        self.kinds = [k for k in KINDS if mix.get(k, 0.0) > 0 and available[k]]
+        if not self.kinds:
+            raise ValueError("the world has no documents usable for pretraining (need use=recall or reading)")
+        self.weights = [mix[k] for k in self.kinds]
+
+    def sample(self, rng: random.Random) -> tuple[str, str]:
+        """One (kind, text) training example."""
+        kind = rng.choices(self.kinds, weights=self.weights)[0]
+        return kind, getattr(self, f"_{kind}")(rng)
+
+    # one method per kind ---------------------------------------------------------------------------
+
+    def _text(self, rng: random.Random) -> str:
+        return rng.choice(self.text_docs).text
+
+    def _qa_block(self, qas: Sequence[QA]) -> str:
+        return "\n".join(f"Question: {qa.question}\nAnswer: {qa.answer}" for qa in qas)
+
+    def _recall(self, rng: random.Random) -> str:
+        k = min(len(self.recall_qa), 4)
+        return self._qa_block(rng.sample(self.recall_qa, k))
+
+    def _pick_questions(self, doc: Document, rng: random.Random) -> list[QA]:
+        k = rng.randint(1, min(self.max_questions, len(doc.qa)))
+        return rng.sample(list(doc.qa), k)
+
+    def _reading(self, rng: random.Random) -> str:
+        doc = rng.choice(self.reading_docs)
+        return f"Context: {doc.text}\n" + self._qa_block(self._pick_questions(doc, rng))
+
+    def _question_writing(self, rng: random.Random) -> str:
+        doc = rng.choice(self.reading_docs)
+        qa = rng.choice(doc.qa)
+        return f"{prompts.question_writing(doc.text)} {qa.question}\nAnswer: {qa.answer}"
+
+    def _restatement(self, rng: random.Random) -> str:
+        a, b = rng.sample(rng.choice(self.groups), 2)
+        return prompts.restatement(a.text) + b.text
+
+    def _judging(self, rng: random.Random) -> str:
+        pair = self._judge_pair(rng)
+        return f"{prompts.judging(pair.a, pair.b)} {'yes' if pair.same else 'no'}"
+
+    def _judge_pair(self, rng: random.Random) -> _Pair:
+        """Same-fact sentences from two documents of a group, or a hard negative (other value / other fact)."""
+        for _ in range(20):
+            a, b = rng.sample(rng.choice(self.groups), 2)
+            shared = [qa for qa in a.qa if any(qb.question == qa.question and qb.answer == qa.answer for qb in b.qa)]
+            if not shared:
+                continue
+            qa = rng.choice(shared)
+            sa, sb = fact_sentence(a.text, qa), fact_sentence(b.text, qa)
+            if sa is None or sb is None:
+                continue
+            if rng.random() < 0.5:
+                return _Pair(sa, sb, True)
+            if rng.random() < 0.5:  # a different value in the same sentence
+                others = [x for x in self.answers_by_relation[relation_of(qa)] if x != qa.answer and x not in sb]
+                if others:
+                    return _Pair(sa, sb.replace(qa.answer, rng.choice(others)), False)
+            other = [s for s in sentences(b.text) if qa.answer not in s and s != sb]
+            if other:
+                return _Pair(sa, rng.choice(other), False)
+        return _Pair(self._text(rng), self._text(rng), False)

@@ -1,0 +1,1 @@
+"""Models: the tiny Llama built from config, the locally trained tokenizer, checkpoints and generation."""

@@ -1,0 +1,1 @@
+"""Training loops: base pretraining (and, with Ray Train, the sleep-time distillation)."""

@@ -1,0 +1,62 @@
+"""Config loading: defaults, YAML, dotlist overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sleep_ray.config import Config, ConfigError, load_config, to_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_FILES = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("clusters/**/*.yaml")])
+# Files in clusters/ that are Ray or Kubernetes documents, not sleep_ray configs, are loaded by their own tests.
+SLEEP_RAY_CONFIGS = [p for p in CONFIG_FILES if "runtime_env" not in p.name and "cluster" not in p.stem]
+
+
+def test_there_are_example_configs():
+    assert (ROOT / "examples" / "tiny_cpu.yaml") in CONFIG_FILES
+
+
+@pytest.mark.parametrize("path", SLEEP_RAY_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_override_wins_over_yaml_and_defaults():
+    cfg = load_config(ROOT / "examples" / "tiny_cpu.yaml", ["sleep.seeding.lmbda=0.25", "pretrain.steps=7"])
+    assert cfg.sleep.seeding.lmbda == 0.25
+    assert cfg.pretrain.steps == 7
+
+
+def test_misspelled_key_in_yaml_names_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sleep:\n  seeding:\n    lmbdaa: 0.3\n")
+    with pytest.raises(ConfigError, match=r"sleep\.seeding\.lmbdaa"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sleep.seeding.lmbda=1.5", "sleep.seeding.lmbda"),
+        ("sleep.seeding.divergence=kl", "sleep.seeding.divergence"),
+        ("model.hidden_size=abc", "model.hidden_size"),
+        ("pretrain.steps=0", "pretrain.steps"),
+        ("model.num_heads=3", "model.hidden_size"),
+        ("nosuch.key=1", "nosuch"),
+    ],
+)
+def test_bad_value_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(None, ["seed=3", "sleep.growth.layers=[0,2]"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text(to_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert again.sleep.growth.layers == [0, 2]
