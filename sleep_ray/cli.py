@@ -34,7 +34,7 @@ def _world(cfg: Config):
         return load_world(cfg.data.world_dir), Path(cfg.data.world_dir)
     path = Path(cfg.run_dir) / "world"
     if not (path / "world.jsonl").is_file():
-        write_world(generate_world(cfg.data.world), path)
+        write_world(generate_world(cfg.data.world), path, config=cfg.data.world)
         log.info("wrote the synthetic world to %s", path)
     return load_world(path), path
 
@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]config error:[/red] {e}")
         return 2
     fn, _ = COMMANDS[args.command]
-    return fn(cfg, args)
+    try:
+        return fn(cfg, args)
+    except (ValueError, FileNotFoundError) as e:  # bad input (a malformed world file, a missing checkpoint)
+        console.print(f"[red]error:[/red] {e}")
+        return 2
 
 
 if __name__ == "__main__":

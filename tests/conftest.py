@@ -39,3 +39,23 @@ def tiny_model(tiny_tokenizer):
     from sleep_ray.models.build import build_model
 
     return build_model(load_config(None, TINY).model, tiny_tokenizer, seed=0)
+
+
+# A short pretraining config for tests: tiny model, small batches, the hand-written world.
+SHORT_PRETRAIN = [
+    *TINY,
+    "pretrain.steps=120",
+    "pretrain.batch_size=8",
+    "pretrain.seq_len=128",
+    "pretrain.warmup_steps=10",
+    "pretrain.eval_every=150",
+    "pretrain.checkpoint_every=150",
+    "eval.max_new_tokens=6",
+]
+
+
+@pytest.fixture(scope="session")
+def handmade_world():
+    from sleep_ray.data.world import load_world
+
+    return load_world(HANDMADE)

@@ -35,11 +35,21 @@ def sentences(text: str) -> list[str]:
 
 
 def fact_sentence(text: str, qa: QA) -> str | None:
-    """The first sentence of `text` that contains the answer of `qa`, if any."""
+    """The first sentence of `text` that states `qa`: it holds the answer and, when the fact id names the
+    entity ('person:Ana Vel:lives_in'), the entity's first name too (multi-person documents)."""
+    parts = qa.fact_id.split(":")
+    who = parts[1].split()[0] if len(parts) == 3 and parts[1].strip() else ""
     for s in sentences(text):
-        if qa.answer in s:
+        if qa.answer in s and who in s:
             return s
     return None
+
+
+def same_fact(a: QA, b: QA) -> bool:
+    """Two QA pairs state the same fact: same fact id when both have one, else same question and answer."""
+    if a.fact_id and b.fact_id:
+        return a.fact_id == b.fact_id and a.answer == b.answer
+    return a.question == b.question and a.answer == b.answer
 
 
 def relation_of(qa: QA) -> str:
@@ -130,7 +140,7 @@ class Corpus:
         """Same-fact sentences from two documents of a group, or a hard negative (other value / other fact)."""
         for _ in range(20):
             a, b = rng.sample(rng.choice(self.groups), 2)
-            shared = [qa for qa in a.qa if any(qb.question == qa.question and qb.answer == qa.answer for qb in b.qa)]
+            shared = [qa for qa in a.qa if any(same_fact(qa, qb) for qb in b.qa)]
             if not shared:
                 continue
             qa = rng.choice(shared)

@@ -43,8 +43,17 @@ class Item:
 
 
 def items(world: World, splits: Sequence[str]) -> list[Item]:
-    """Every probe of the world and its stream in the given splits, in file order."""
-    out = [Item("base", p, d.text) for d in world.documents for p in d.probes if p.split in splits]
+    """Every probe of the world and its stream in the given splits, in file order.
+
+    Base probes of facts that a memory later updates are left out: those facts are scored as "updated".
+    """
+    updated = {p.fact_id for m in world.stream for p in m.probes if p.kind == "updated" and p.fact_id}
+    out = [
+        Item("base", p, d.text)
+        for d in world.documents
+        for p in d.probes
+        if p.split in splits and not (p.fact_id and p.fact_id in updated)
+    ]
     out += [Item(str(m.cycle), p, m.text) for m in world.stream for p in m.probes if p.split in splits]
     return out
 

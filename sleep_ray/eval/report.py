@@ -86,6 +86,7 @@ def accuracy_matrix(report: EvalReport, metric: str, stages: list[str] | None = 
 
 # ---- JSON -------------------------------------------------------------------------------------------------
 
+
 def _to_jsonable(obj: Any) -> Any:
     """Recursively replace non-finite floats with None, tuples with lists, Paths with str, numpy scalars with
     Python numbers."""
@@ -111,15 +112,17 @@ def _num(v: Any) -> float:
 
 def report_to_dict(report: EvalReport) -> dict[str, Any]:
     """The JSON-ready dict written to results.json (non-finite numbers as None)."""
-    return _to_jsonable({
-        "format_version": FORMAT_VERSION,
-        "model": report.model,
-        "world": report.world,
-        "stages": list(report.stages),
-        "metrics": report.metrics,
-        "summary": report.summary,
-        "meta": report.meta,
-    })
+    return _to_jsonable(
+        {
+            "format_version": FORMAT_VERSION,
+            "model": report.model,
+            "world": report.world,
+            "stages": list(report.stages),
+            "metrics": report.metrics,
+            "summary": report.summary,
+            "meta": report.meta,
+        }
+    )
 
 
 def report_from_dict(data: dict[str, Any]) -> EvalReport:
@@ -150,6 +153,7 @@ def read_report(path: str | Path) -> EvalReport:
 
 
 # ---- Markdown ---------------------------------------------------------------------------------------------
+
 
 def format_value(v: Any) -> str:
     """A table cell: floats with 3 decimals, ints as ints, None/NaN as "–", anything else with str().
@@ -203,6 +207,7 @@ def render_markdown(report: EvalReport) -> str:
 
 
 # ---- plots ------------------------------------------------------------------------------------------------
+
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "metric"

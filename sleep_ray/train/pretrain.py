@@ -82,8 +82,14 @@ def make_batch(
     return input_ids, labels
 
 
-def pretrain(cfg: Config, world: World, *, resume: bool = True, progress: bool = True) -> Path:
-    """Pretrain the base model on `world`; returns the path of the finished base checkpoint."""
+def pretrain(
+    cfg: Config, world: World, *, resume: bool = True, progress: bool = True, until: int | None = None
+) -> Path:
+    """Pretrain the base model on `world`; returns the path of the finished base checkpoint.
+
+    `until` stops after that step, leaving a resumable state (and no base checkpoint): a later call resumes
+    exactly where it stopped. Returns the resumable state's path in that case.
+    """
     p = cfg.pretrain
     torch.set_num_threads(p.threads)
     run = Path(cfg.run_dir)
@@ -108,7 +114,8 @@ def pretrain(cfg: Config, world: World, *, resume: bool = True, progress: bool =
     log.info("model: %d parameters, vocabulary %d", count_parameters(model), len(tokenizer))
 
     metrics_file = (work / "metrics.jsonl").open("a")
-    bar = tqdm(range(start, p.steps), initial=start, total=p.steps, disable=not progress, desc="pretrain")
+    stop = min(p.steps, until or p.steps)
+    bar = tqdm(range(start, stop), initial=start, total=p.steps, disable=not progress, desc="pretrain")
     t_last, tokens = time.time(), 0
     model.train()
     for step in bar:
@@ -134,9 +141,11 @@ def pretrain(cfg: Config, world: World, *, resume: bool = True, progress: bool =
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
         bar.set_postfix(loss=f"{record['loss']:.3f}")
-        if (step + 1) % p.checkpoint_every == 0 or done:
+        if (step + 1) % p.checkpoint_every == 0 or done or step + 1 == stop:
             _save_state(last, model, tokenizer, optimizer, cfg, step + 1)
     metrics_file.close()
+    if stop < p.steps:
+        return last
     meta = CheckpointMeta(version=0, step=p.steps, seed=cfg.seed, producer="pretrain")
     save_checkpoint(final, model, tokenizer, meta, config=cfg)
     plot_loss(work / "metrics.jsonl", work / "loss.png")

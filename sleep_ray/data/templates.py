@@ -1,0 +1,422 @@
+"""Vocabularies, made-up name generation and every sentence and question template of the synthetic world.
+
+Each relation has three kinds of wording that never overlap:
+  * `statements`: how documents and memories state a fact;
+  * `questions`: training questions, used in the QA pairs of documents (and asked in dialogues);
+  * `probe_sleep` / `probe_eval`: evaluation questions, two disjoint sets that appear nowhere else.
+Placeholders: `{name}` (the entity), `{value}` (the bare answer), `{a_value}` (the value with "a"/"an").
+Update templates use `{old}`, `{new}`, `{a_old}`, `{a_new}`; alias templates use `{word}`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+REGIONS = ("north", "south", "east", "west")
+JOBS = (
+    "baker",
+    "teacher",
+    "nurse",
+    "pilot",
+    "farmer",
+    "painter",
+    "engineer",
+    "lawyer",
+    "chef",
+    "doctor",
+    "writer",
+    "tailor",
+)
+HOBBIES = (
+    "chess",
+    "fishing",
+    "gardening",
+    "cycling",
+    "singing",
+    "knitting",
+    "hiking",
+    "archery",
+    "pottery",
+    "rowing",
+    "juggling",
+    "dancing",
+)
+INDUSTRIES = (
+    "software",
+    "farming",
+    "shipping",
+    "medicine",
+    "banking",
+    "textiles",
+    "energy",
+    "publishing",
+    "mining",
+    "tourism",
+)
+ORG_SUFFIXES = ("Labs", "Works", "Group", "Partners", "Company", "Systems", "Trust", "Guild")
+CITY_SUFFIXES = ("vel", "mor", "dan", "wick", "ford", "holm", "stad", "ton", "mere", "gard")
+
+PERSON_RELATIONS = ("born_in", "lives_in", "works_for", "job", "hobby")
+UPDATABLE = ("lives_in", "works_for", "job", "hobby")
+
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr", "st", "sh")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "n", "r", "l", "s", "m", "k")
+_ALIAS_HEADS = (
+    "kin",
+    "bloom",
+    "work",
+    "dwell",
+    "hearth",
+    "craft",
+    "root",
+    "wend",
+    "thorn",
+    "lark",
+    "fen",
+    "moss",
+    "brim",
+    "gale",
+    "holt",
+    "quill",
+)
+_ALIAS_TAILS = ("stead", "place", "hall", "mark", "ward", "hold", "mote", "fast")
+
+
+@dataclass(frozen=True)
+class Relation:
+    """The wordings of one relation."""
+
+    statements: tuple[str, ...]
+    questions: tuple[str, ...]
+    probe_sleep: tuple[str, ...]
+    probe_eval: tuple[str, ...]
+
+
+RELATIONS: dict[str, Relation] = {
+    "born_in": Relation(
+        (
+            "{name} was born in {value}.",
+            "{value} is the birthplace of {name}.",
+            "{name} is from {value} by birth.",
+            "The hometown of {name} is {value}.",
+            "{name} was born and raised in {value}.",
+            "{value} is where {name} was born.",
+            "{name}'s birthplace is {value}.",
+            "Long ago, {name} was born in {value}.",
+            "{name} first saw the light of day in {value}.",
+        ),
+        (
+            "Where was {name} born?",
+            "What is the birthplace of {name}?",
+            "In which city was {name} born?",
+            "Which city is {name} from by birth?",
+            "What city was {name} born in?",
+            "Where is {name}'s birthplace?",
+        ),
+        ("Name the city of birth of {name}.", "Tell me the city where {name} was born, please."),
+        ("{name} was born in which city?", "In what city did the birth of {name} take place?"),
+    ),
+    "lives_in": Relation(
+        (
+            "{name} lives in {value}.",
+            "{value} is home to {name}.",
+            "Since last year {name} has been living in {value}.",
+            "{name} has a house in {value}.",
+            "These days {name} lives in {value}.",
+            "{name} makes a home in {value}.",
+            "The city where {name} lives is {value}.",
+            "{name} rents a flat in {value}.",
+            "{name} now resides in {value}.",
+        ),
+        (
+            "Where does {name} live?",
+            "In which city does {name} live?",
+            "What city is home to {name}?",
+            "Where is {name}'s home?",
+            "Which city does {name} live in?",
+            "Where does {name} reside?",
+        ),
+        ("Name the city {name} calls home at present.", "At present, which city is {name} living in?"),
+        ("Which city is {name} living in these days?", "{name} currently has a home in which city?"),
+    ),
+    "works_for": Relation(
+        (
+            "{name} works for {value}.",
+            "{name} has a job at {value}.",
+            "{value} employs {name}.",
+            "{name} is on the staff of {value}.",
+            "Every morning {name} goes to work at {value}.",
+            "The employer of {name} is {value}.",
+            "{name} earns a living at {value}.",
+            "{value} pays {name} each month.",
+        ),
+        (
+            "Who does {name} work for?",
+            "Which company employs {name}?",
+            "Where does {name} work?",
+            "Who is the employer of {name}?",
+            "At which company does {name} have a job?",
+            "What firm does {name} work at?",
+        ),
+        ("Name the organisation that {name} works for.", "{name} draws a salary from which organisation?"),
+        ("For which organisation is {name} currently working?", "Which organisation has {name} on its payroll?"),
+    ),
+    "job": Relation(
+        (
+            "{name} works as {a_value}.",
+            "{name} is {a_value} by trade.",
+            "By profession, {name} is {a_value}.",
+            "{name} earns money as {a_value}.",
+            "The job of {name} is {value}.",
+            "{name} has been {a_value} for years.",
+            "{name} trained to be {a_value}.",
+            "People know {name} as {a_value}.",
+        ),
+        (
+            "What is the job of {name}?",
+            "What does {name} do for a living?",
+            "What is {name}'s profession?",
+            "What work does {name} do?",
+            "What is {name} by trade?",
+            "What job does {name} have?",
+        ),
+        ("Name the profession of {name}.", "What kind of work fills the days of {name}?"),
+        ("Which occupation does {name} have?", "In terms of occupation, what is {name}?"),
+    ),
+    "hobby": Relation(
+        (
+            "{name} enjoys {value}.",
+            "The hobby of {name} is {value}.",
+            "In free time, {name} likes {value}.",
+            "{name} is fond of {value}.",
+            "On weekends {name} spends hours on {value}.",
+            "{name} loves {value} more than anything.",
+            "For fun, {name} turns to {value}.",
+            "{name} took up {value} as a hobby.",
+        ),
+        (
+            "What is the hobby of {name}?",
+            "What does {name} enjoy?",
+            "What does {name} do for fun?",
+            "What is {name} fond of?",
+            "What is {name}'s hobby?",
+            "How does {name} spend free time?",
+        ),
+        ("Name the pastime of {name}.", "Which leisure activity does {name} pursue?"),
+        ("What pastime does {name} like best?", "Outside of work, what activity does {name} favour?"),
+    ),
+    "region": Relation(
+        (
+            "{name} is a city in the {value}.",
+            "{name} lies in the {value}.",
+            "The city of {name} is found in the {value}.",
+            "{name} is in the {value} of the country.",
+            "You can find {name} in the {value}.",
+            "{name} sits in the {value} region.",
+            "In the {value} there is a city called {name}.",
+            "{name} belongs to the {value} region.",
+        ),
+        (
+            "In which region is {name}?",
+            "Where does {name} lie?",
+            "Which region is {name} in?",
+            "In what part of the country is {name}?",
+            "What region does {name} belong to?",
+            "Where is the city of {name}?",
+        ),
+        ("Name the region that contains {name}.", "{name} is located in which part of the land?"),
+        ("Which compass region holds the city {name}?", "On a map, in which region would you spot {name}?"),
+    ),
+    "based_in": Relation(
+        (
+            "{name} is based in {value}.",
+            "{name} has its office in {value}.",
+            "The headquarters of {name} are in {value}.",
+            "{value} is where {name} has its main office.",
+            "{name} runs its business from {value}.",
+            "{name} was set up in {value}.",
+            "The main office of {name} stands in {value}.",
+            "{name} is a firm from {value}.",
+        ),
+        (
+            "Where is {name} based?",
+            "In which city is {name} based?",
+            "Where is the office of {name}?",
+            "Which city has the headquarters of {name}?",
+            "Where does {name} run its business?",
+            "In what city is the main office of {name}?",
+        ),
+        ("Name the home city of the organisation {name}.", "{name} keeps its headquarters in which city?"),
+        ("Which city hosts the organisation {name}?", "To reach the head office of {name}, which city must you visit?"),
+    ),
+    "industry": Relation(
+        (
+            "{name} is a {value} company.",
+            "{name} works in {value}.",
+            "The business of {name} is {value}.",
+            "{name} makes its money in {value}.",
+            "{name} is active in {value}.",
+            "The trade of {name} is {value}.",
+            "{name} is known for {value}.",
+            "{name} does business in {value}.",
+        ),
+        (
+            "What industry is {name} in?",
+            "What is the business of {name}?",
+            "What does {name} do?",
+            "In what field does {name} work?",
+            "What is the trade of {name}?",
+            "What kind of company is {name}?",
+        ),
+        ("Name the industry of the organisation {name}.", "{name} operates in which sector?"),
+        ("Which sector does {name} belong to?", "In which line of business is the organisation {name}?"),
+    ),
+}
+
+# A made-up relation word (an alias of a person relation), shown by example and then asked about.
+ALIAS = Relation(
+    (
+        "The {word} of {name} is {value}.",
+        "{name}'s {word} is {value}.",
+        "For {name}, the {word} is {value}.",
+        "{name} has {value} as {word}.",
+    ),
+    (
+        "What is the {word} of {name}?",
+        "What is {name}'s {word}?",
+        "What does {name} have as {word}?",
+        "For {name}, what is the {word}?",
+    ),
+    ("Name the {word} of {name}.", "Which {word} goes with {name}?"),
+    ("State the {word} that belongs to {name}.", "If asked for the {word} of {name}, what would you say?"),
+)
+ALIAS_INTROS = (
+    "Here are some examples of the word {word}.",
+    "A new word: {word}.",
+    "Learn the word {word} from these examples.",
+    "Some people and their {word}.",
+)
+
+UPDATES: dict[str, tuple[str, ...]] = {
+    "lives_in": (
+        "{name} moved from {old} to {new}.",
+        "{name} left {old} and now lives in {new}.",
+        "After years in {old}, {name} has moved to {new}.",
+        "{name} no longer lives in {old}; {name} now lives in {new}.",
+    ),
+    "works_for": (
+        "{name} left {old} and joined {new}.",
+        "{name} quit the job at {old} and now works for {new}.",
+        "{name} no longer works for {old}; the new employer is {new}.",
+        "After leaving {old}, {name} started at {new}.",
+    ),
+    "job": (
+        "{name} stopped working as {a_old} and is now {a_new}.",
+        "{name} changed careers from {old} to {new}.",
+        "{name} used to be {a_old} but now works as {a_new}.",
+        "{name} gave up being {a_old} and became {a_new}.",
+    ),
+    "hobby": (
+        "{name} gave up {old} and took up {new}.",
+        "{name} no longer enjoys {old}; now it is {new}.",
+        "{name} lost interest in {old} and now loves {new}.",
+        "{name} swapped {old} for {new} as a hobby.",
+    ),
+}
+UPDATE_LEADS = ("", "News about {name}.", "There is a change for {name}.", "An update on {name}.")
+
+BIO_INTROS = (
+    "This is about {name}.",
+    "Here is a short note on {name}.",
+    "Let me tell you about {name}.",
+    "A few words about {name}.",
+    "Meet {name}.",
+)
+CITY_INTROS = ("{name} is a city.", "Here is a note on the city of {name}.", "This is about the city of {name}.")
+ORG_INTROS = ("", "{name} is an organisation.", "Here is a note on {name}.")
+MULTI_INTROS = ("This note is about {names}.", "Here are a few facts about {names}.", "We met {names}.")
+LONG_INTROS = (
+    "A long list of people we met this week.",
+    "Notes on many people, one after another.",
+    "Here is a long report about several people.",
+)
+DIALOGUE_OPENERS = (
+    ("Have you met {full}?", "Yes, I know {first} well."),
+    ("Do you know {full}?", "Of course, {first} is a friend of mine."),
+    ("Tell me about {full}.", "Sure, I know {first}."),
+)
+DIALOGUE_CLOSERS = (("Thanks, that helps.", "You are welcome."), ("Good to know.", "Any time."), ("", ""))
+
+
+def article(word: str) -> str:
+    """The word with "a" or "an" in front."""
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def render(template: str, **slots: str) -> str:
+    """Fill a template; add the `a_` article forms of value/old/new; capitalise the first letter."""
+    for key in ("value", "old", "new"):
+        if key in slots:
+            slots[f"a_{key}"] = article(slots[key])
+    text = template.format(**slots)
+    return text[:1].upper() + text[1:]
+
+
+class NameFactory:
+    """Made-up words built from syllables; every word and full name it hands out is unique."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.reserved: set[str] = set()  # single words: cities, org stems, alias words, last names
+        self.full_names: set[str] = set()
+
+    def _syllable(self, coda: bool = False) -> str:
+        s = self.rng.choice(_ONSETS) + self.rng.choice(_VOWELS)
+        return s + self.rng.choice(_CODAS) if coda else s
+
+    def _fresh(self, make: Callable[[], str]) -> str:
+        for _ in range(10000):
+            word = make()
+            if word not in self.reserved:
+                self.reserved.add(word)
+                return word
+        raise RuntimeError("ran out of made-up words")
+
+    def city(self) -> str:
+        return self._fresh(lambda: (self._syllable() + self._syllable() + self.rng.choice(CITY_SUFFIXES)).title())
+
+    def org(self) -> str:
+        stem = self._fresh(lambda: (self._syllable(coda=True) + self._syllable()).title())
+        return f"{stem} {self.rng.choice(ORG_SUFFIXES)}"
+
+    def first_name(self) -> str:
+        """A first name; may repeat across people but is never a reserved word."""
+        for _ in range(10000):
+            word = (self._syllable() + self._syllable(coda=True)).title()
+            if word not in self.reserved:
+                return word
+        raise RuntimeError("ran out of first names")
+
+    def person(self) -> tuple[str, str]:
+        """(full name, first name), the full name never handed out before."""
+        for _ in range(10000):
+            first = self.first_name()
+            last = (self._syllable() + self._syllable(coda=True)).title()
+            full = f"{first} {last}"
+            if full not in self.full_names and last not in self.reserved:
+                self.full_names.add(full)
+                return full, first
+        raise RuntimeError("ran out of person names")
+
+    def alias_words(self, n: int) -> list[str]:
+        """`n` distinct made-up relation words like "kinstead", "bloomplace"."""
+        pool = [h + t for h in _ALIAS_HEADS for t in _ALIAS_TAILS]
+        self.rng.shuffle(pool)
+        words = [w for w in pool if w not in self.reserved][:n]
+        if len(words) < n:
+            raise ValueError(f"only {len(words)} made-up relation words are available, {n} were asked for")
+        self.reserved.update(words)
+        return words

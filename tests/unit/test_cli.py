@@ -1,0 +1,82 @@
+"""The `sleep-ray` command: only working subcommands, helpful errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sleep_ray.cli import COMMANDS, build_parser, main
+
+
+def test_help_lists_the_working_subcommands(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([name, "--help"])
+    assert "--config" in capsys.readouterr().out
+
+
+def test_a_misspelled_key_fails_with_exit_code_2_and_names_it(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain:\n  stpes: 3\n")
+    assert main(["world", "--config", str(bad)]) == 2
+    assert "pretrain.stpes" in capsys.readouterr().out
+
+
+def test_world_subcommand_writes_the_world(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sleep_ray.cli",
+            "world",
+            f"run_dir={tmp_path}",
+            "data.world.num_reading_docs=50",
+            "data.world.num_base_people=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "world" / "world.jsonl").is_file()
+    assert "memories" in run.stdout
+
+
+def test_eval_runs_on_a_hand_written_world(tmp_path, tiny_model, tiny_tokenizer):
+    from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
+    from tests.conftest import HANDMADE, TINY
+
+    ckpt = save_checkpoint(tmp_path / "ck", tiny_model, tiny_tokenizer, CheckpointMeta())
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "ev"),
+            f"data.world_dir={HANDMADE}",
+            *TINY,
+            "eval.max_new_tokens=3",
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "ev" / "results.md").is_file()
+
+
+def test_a_malformed_world_file_is_rejected_with_its_line_number(tmp_path, capsys):
+    (tmp_path / "world.jsonl").write_text(
+        '{"doc_id": "a", "kind": "bio", "use": "recall", "text": "Hi."}\n{"doc_id": \n'
+    )
+    assert main(["world", f"data.world_dir={tmp_path}"]) == 2
+    assert "world.jsonl:2" in capsys.readouterr().out

@@ -1,0 +1,86 @@
+"""Pretraining examples derived from a world: kinds, who may be asked closed-book, judge pairs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sleep_ray.data.corpus import KINDS, Corpus, fact_sentence, sentences
+from sleep_ray.data.schema import QA, Document
+from sleep_ray.data.windows import best_window, windows
+
+BIO_A = Document(
+    "a1",
+    "bio",
+    "recall",
+    "Ana Vel lives in Miravel. Ana Vel works for Quinta Labs.",
+    group="ana",
+    qa=(QA("Where does Ana Vel live?", "Miravel", "person:Ana Vel:lives_in"),),
+)
+BIO_A2 = Document(
+    "a2",
+    "bio",
+    "recall",
+    "Quinta Labs employs Ana Vel. Miravel is home to Ana Vel.",
+    group="ana",
+    qa=(QA("Which city is home to Ana Vel?", "Miravel", "person:Ana Vel:lives_in"),),
+)
+READ = Document("r1", "bio", "reading", "Bo Tan lives in Qorth.", qa=(QA("Where does Bo Tan live?", "Qorth"),))
+HELD = Document("h1", "bio", "heldout", "Cai Lum lives in Talvik.", qa=(QA("Where does Cai Lum live?", "Talvik"),))
+DOCS = [BIO_A, BIO_A2, READ, HELD]
+
+
+def test_every_kind_is_produced_and_deterministic():
+    corpus = Corpus(DOCS, {k: 1.0 for k in KINDS})
+    a = [corpus.sample(random.Random(i)) for i in range(200)]
+    b = [corpus.sample(random.Random(i)) for i in range(200)]
+    assert a == b
+    assert {kind for kind, _ in a} == set(KINDS)
+
+
+def test_reading_and_heldout_documents_are_never_asked_closed_book():
+    corpus = Corpus(DOCS, {"recall": 1.0})
+    texts = [corpus.sample(random.Random(i))[1] for i in range(50)]
+    assert all("Bo Tan" not in t and "Cai Lum" not in t for t in texts)
+    assert all(t.startswith("Question: ") and "Ana Vel" in t for t in texts)
+
+
+def test_heldout_documents_are_never_trained_on():
+    corpus = Corpus(DOCS, {k: 1.0 for k in KINDS})
+    assert all("Cai Lum" not in corpus.sample(random.Random(i))[1] for i in range(300))
+
+
+def test_reading_example_puts_the_document_before_its_questions():
+    corpus = Corpus([READ], {"reading": 1.0})
+    assert (
+        corpus.sample(random.Random(0))[1]
+        == "Context: Bo Tan lives in Qorth.\nQuestion: Where does Bo Tan live?\nAnswer: Qorth"
+    )
+
+
+def test_judge_pairs_match_facts_across_restatements():
+    corpus = Corpus(DOCS, {"judging": 1.0})
+    pairs = [corpus._judge_pair(random.Random(i)) for i in range(100)]
+    same = [p for p in pairs if p.same]
+    assert same and all("Miravel" in p.a and "Miravel" in p.b for p in same)
+    assert any(not p.same for p in pairs)
+
+
+def test_fact_sentence_needs_the_entity_in_multi_person_text():
+    text = "Bo Tan lives in Miravel. Ana Vel lives in Miravel."
+    assert fact_sentence(text, QA("q", "Miravel", "person:Ana Vel:lives_in")) == "Ana Vel lives in Miravel."
+    assert sentences("One. Two!  Three?") == ["One.", "Two!", "Three?"]
+
+
+def test_unknown_mix_kind_is_rejected():
+    with pytest.raises(ValueError, match="pretrain.mix"):
+        Corpus(DOCS, {"txet": 1.0})
+
+
+def test_windows_split_on_sentences_and_retrieval_picks_the_matching_one():
+    text = "Ana Vel lives in Miravel. Bo Tan works for Quinta Labs. Cai Lum enjoys chess."
+    chunks = windows(text, lambda s: len(s.split()), max_tokens=6)
+    assert chunks == ["Ana Vel lives in Miravel.", "Bo Tan works for Quinta Labs.", "Cai Lum enjoys chess."]
+    assert best_window(chunks, "Who does Bo Tan work for?") == "Bo Tan works for Quinta Labs."
+    assert windows(text, lambda s: len(s.split()), max_tokens=100) == [text]
