@@ -111,7 +111,15 @@ class PretrainConfig:
     eval_every: int = spec(250, lo=1)
     threads: int = spec(2, lo=1, help="torch CPU threads")
     mix: dict[str, float] = spec(
-        {"text": 1.0, "recall": 2.0, "reading": 3.0, "question_writing": 0.5, "restatement": 0.5, "judging": 0.5},
+        {
+            "text": 1.0,
+            "recall": 2.0,
+            "reading": 3.0,
+            "reading_short": 2.0,
+            "question_writing": 0.5,
+            "restatement": 0.5,
+            "judging": 0.5,
+        },
         help="sampling weights of the example kinds derived from the world documents",
     )
 

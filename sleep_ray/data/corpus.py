@@ -5,6 +5,8 @@ Six kinds, each teaching one skill the small model needs later in some role:
     text              the document itself (language modelling)
     recall            closed-book questions about recall documents   -> student answers from its weights
     reading           document in context, then its questions         -> teacher-self reads memories
+    reading_short     one to three sentences of a document, then a question they answer (a reading curriculum:
+                      with one fact in view, copying the answer is all there is to learn)
     question_writing  document, then a question and its answer       -> dream generator writes questions
     restatement       document, then another document of its group   -> dream generator restates memories
     judging           two sentences, then "yes"/"no" (same fact?)    -> frozen judge of Learning-to-Imitate
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from sleep_ray.data import prompts
 from sleep_ray.data.schema import QA, Document
 
-KINDS = ("text", "recall", "reading", "question_writing", "restatement", "judging")
+KINDS = ("text", "recall", "reading", "reading_short", "question_writing", "restatement", "judging")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -67,7 +69,7 @@ class _Pair:
 class Corpus:
     """Samples training texts of the six kinds from a world's documents, weighted by `mix`."""
 
-    def __init__(self, documents: Sequence[Document], mix: dict[str, float], max_questions: int = 3):
+    def __init__(self, documents: Sequence[Document], mix: dict[str, float], max_questions: int = 4):
         unknown = set(mix) - set(KINDS)
         if unknown:
             raise ValueError(f"pretrain.mix: unknown example kinds {sorted(unknown)}; known: {list(KINDS)}")
@@ -89,6 +91,7 @@ class Corpus:
             "text": bool(self.text_docs),
             "recall": bool(self.recall_qa),
             "reading": bool(self.reading_docs),
+            "reading_short": bool(self.reading_docs),
             "question_writing": bool(self.reading_docs),
             "restatement": bool(self.groups),
             "judging": bool(self.groups),
@@ -122,6 +125,17 @@ class Corpus:
     def _reading(self, rng: random.Random) -> str:
         doc = rng.choice(self.reading_docs)
         return f"Context: {doc.text}\n" + self._qa_block(self._pick_questions(doc, rng))
+
+    def _reading_short(self, rng: random.Random) -> str:
+        doc = rng.choice(self.reading_docs)
+        qa = rng.choice(doc.qa)
+        fact = fact_sentence(doc.text, qa)
+        if fact is None:  # the answer is not stated in the text (e.g. a demonstration's held-out person)
+            return self._reading(rng)
+        others = [x for x in sentences(doc.text) if x != fact and qa.answer not in x]
+        shown = [fact, *rng.sample(others, min(len(others), rng.randint(0, 2)))]
+        rng.shuffle(shown)
+        return f"Context: {' '.join(shown)}\n" + self._qa_block([qa])
 
     def _question_writing(self, rng: random.Random) -> str:
         doc = rng.choice(self.reading_docs)

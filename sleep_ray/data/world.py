@@ -39,6 +39,10 @@ from sleep_ray.data.schema import (
     write_stream,
 )
 
+# Each fact of the old knowledge is asked in this many wordings: varied questions are what let a small model
+# answer a question phrased in a way it never saw (the probes), not just recite the pairs it trained on.
+RECALL_QUESTIONS = 3
+
 READING_ALIAS_WORDS = 6  # made-up relation words demonstrated in the reading pool (never in the stream)
 
 
@@ -95,10 +99,12 @@ class _Generator:
             return [o.name for o in self.orgs]
         return list({"job": T.JOBS, "hobby": T.HOBBIES, "region": T.REGIONS, "industry": T.INDUSTRIES}[rel])
 
-    def qa(self, e: _Entity, rels: list[str] | tuple[str, ...]) -> list[QA]:
+    def qa(self, e: _Entity, rels: list[str] | tuple[str, ...], per_fact: int = 1) -> list[QA]:
+        """Training questions about `rels` of `e`: `per_fact` differently worded questions for each fact."""
         return [
-            QA(T.render(self.rng.choice(T.RELATIONS[rel].questions), name=e.name), e.facts[rel], e.fact_id(rel))
+            QA(T.render(template, name=e.name), e.facts[rel], e.fact_id(rel))
             for rel in rels
+            for template in self.rng.sample(T.RELATIONS[rel].questions, per_fact)
         ]
 
     def probes(self, e: _Entity, rel: str, kind: str, answer: str = "", stale: str = "", word: str = "") -> list[Probe]:
@@ -206,7 +212,7 @@ class _Generator:
                         "recall",
                         text,
                         f"person:{p.name}",
-                        tuple(self.qa(p, T.PERSON_RELATIONS)),
+                        tuple(self.qa(p, T.PERSON_RELATIONS, RECALL_QUESTIONS)),
                         tuple(probes),
                     )
                 )
@@ -224,7 +230,7 @@ class _Generator:
                     "recall",
                     text,
                     "",
-                    tuple(self.qa(c, ["region"])),
+                    tuple(self.qa(c, ["region"], RECALL_QUESTIONS)),
                     tuple(self.probes(c, "region", "base")),
                 )
             )
@@ -243,7 +249,7 @@ class _Generator:
                     "recall",
                     text,
                     "",
-                    tuple(self.qa(o, rels)),
+                    tuple(self.qa(o, rels, RECALL_QUESTIONS)),
                     tuple(x for rel in rels for x in self.probes(o, rel, "base")),
                 )
             )
