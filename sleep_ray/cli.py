@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg: Config = load_config(args.config, args.overrides)
     except (ConfigError, FileNotFoundError) as e:
         console.print(f"[red]config error:[/red] {e}")
         return 2

@@ -34,7 +34,7 @@ def llama_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaC
         num_key_value_heads=cfg.num_kv_heads,
         head_dim=cfg.hidden_size // cfg.num_heads,
         max_position_embeddings=cfg.max_position_embeddings,
-        rope_theta=cfg.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         tie_word_embeddings=cfg.tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -46,7 +46,7 @@ def build_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed: int 
     """A randomly initialised Llama sized by `cfg`, deterministic for a given seed."""
     torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config(cfg, tokenizer))
-    return model.to(DTYPES[cfg.dtype])
+    return model.to(DTYPES[cfg.dtype])  # type: ignore[arg-type]
 
 
 def load_pretrained(path: str | Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

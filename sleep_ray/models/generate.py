@@ -42,7 +42,7 @@ def complete(
             kwargs.update(temperature=temperature, top_k=top_k or None)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        ids = model.generate(**enc.to(model.device), **kwargs)
+        ids = model.generate(**enc.to(model.device), **kwargs)  # type: ignore[operator]
         new = ids[:, enc["input_ids"].shape[1] :]
         out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     model.train(was_training)
