@@ -11,6 +11,11 @@ Six kinds, each teaching one skill the small model needs later in some role:
     restatement       document, then another document of its group   -> dream generator restates memories
     judging           two sentences, then "yes"/"no" (same fact?)    -> frozen judge of Learning-to-Imitate
 
+Reading examples built from `use="reading"` documents swap every stated value for another value of the same
+relation (consistently in the text and its answers) each time they are drawn: a small model can memorise a
+few thousand practice documents, and then never learns to read. With the values shuffled, the context is the
+only way to the answer.
+
 Only `use="recall"` documents are answered closed-book; `use="reading"` documents are only ever seen with the
 document in context; `use="heldout"` documents are never used. Sampling is a pure function of the RNG, so a
 training step's batch depends only on (seed, step) and resume is exact.
@@ -122,12 +127,29 @@ class Corpus:
         k = rng.randint(1, min(self.max_questions, len(doc.qa)))
         return rng.sample(list(doc.qa), k)
 
+    def _swapped(self, doc: Document, rng: random.Random) -> Document:
+        """`doc` with its stated values replaced by random values of the same relations (use="reading" only).
+
+        Documents whose answers are not all in the text (they rely on outside knowledge) are left as they are.
+        """
+        if doc.use != "reading" or not all(qa.answer in doc.text and relation_of(qa) for qa in doc.qa):
+            return doc
+        mapping: dict[str, str] = {}
+        for qa in doc.qa:
+            if qa.answer not in mapping:
+                pool = self.answers_by_relation[relation_of(qa)]
+                mapping[qa.answer] = rng.choice(pool)
+        pattern = re.compile("|".join(re.escape(a) for a in sorted(mapping, key=len, reverse=True)))
+        text = pattern.sub(lambda m: mapping[m.group(0)], doc.text)
+        qa = tuple(QA(q.question, mapping[q.answer], q.fact_id) for q in doc.qa)
+        return Document(doc.doc_id, doc.kind, doc.use, text, doc.group, qa, doc.probes)
+
     def _reading(self, rng: random.Random) -> str:
-        doc = rng.choice(self.reading_docs)
+        doc = self._swapped(rng.choice(self.reading_docs), rng)
         return f"Context: {doc.text}\n" + self._qa_block(self._pick_questions(doc, rng))
 
     def _reading_short(self, rng: random.Random) -> str:
-        doc = rng.choice(self.reading_docs)
+        doc = self._swapped(rng.choice(self.reading_docs), rng)
         qa = rng.choice(doc.qa)
         fact = fact_sentence(doc.text, qa)
         if fact is None:  # the answer is not stated in the text (e.g. a demonstration's held-out person)

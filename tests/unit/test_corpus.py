@@ -84,3 +84,28 @@ def test_windows_split_on_sentences_and_retrieval_picks_the_matching_one():
     assert chunks == ["Ana Vel lives in Miravel.", "Bo Tan works for Quinta Labs.", "Cai Lum enjoys chess."]
     assert best_window(chunks, "Who does Bo Tan work for?") == "Bo Tan works for Quinta Labs."
     assert windows(text, lambda s: len(s.split()), max_tokens=100) == [text]
+
+
+def test_reading_documents_get_their_values_shuffled_consistently_recall_documents_never():
+    other = Document(
+        "r2",
+        "bio",
+        "reading",
+        "Dee Fo was born in Talvik. Dee Fo lives in Talvik.",
+        qa=(
+            QA("Where was Dee Fo born?", "Talvik", "person:Dee Fo:born_in"),
+            QA("Where does Dee Fo live?", "Talvik", "person:Dee Fo:lives_in"),
+        ),
+    )
+    pool = Document(
+        "r3", "bio", "reading", "Eli Ko was born in Qorth.", qa=(QA("Where?", "Qorth", "person:Eli Ko:born_in"),)
+    )
+    corpus = Corpus([BIO_A, other, pool], {"reading": 1.0})
+    seen = set()
+    for i in range(40):
+        doc = corpus._swapped(other, random.Random(i))
+        born, lives = doc.qa
+        assert born.answer == lives.answer and doc.text.count(born.answer) == 2  # one value, one mapping
+        seen.add(born.answer)
+    assert seen == {"Talvik", "Qorth"}  # values of the same relation (born_in) only
+    assert corpus._swapped(BIO_A, random.Random(0)) is BIO_A
