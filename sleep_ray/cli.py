@@ -71,14 +71,19 @@ def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     """World, base model (the committed one when `model.path` names it, else pretrain), evaluation."""
+    from sleep_ray.data.schema import fingerprint
     from sleep_ray.eval.run import run_eval
+    from sleep_ray.models.checkpoint import read_meta
     from sleep_ray.train.pretrain import pretrain
 
     t0 = time.time()
     world, world_path = _world(cfg)
     console.print(f"[1/2] world: {len(world.documents)} documents, {len(world.stream)} memories ({world_path})")
     base = cfg.model.path or str(pretrain(cfg, world))
-    console.print(f"      base model: {base}")
+    trained_on = read_meta(base).extra.get("world")
+    if trained_on and trained_on != fingerprint(world):
+        raise ValueError(f"{base} was pretrained on world {trained_on}, not on {world_path} ({fingerprint(world)})")
+    console.print(f"      base model: {base} (trained on world {trained_on or 'unknown'})")
     out = Path(cfg.run_dir) / "eval_base"
     report = run_eval(base, world, world_path, cfg, out)
     console.print(f"[2/2] evaluated the base model -> {out}/results.md")

@@ -9,6 +9,7 @@ the 1-based row number). Writing validates too, so a written file can always be 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -266,3 +267,15 @@ def read_stream(path: str | Path) -> list[Memory]:
 def write_stream(path: str | Path, memories: Iterable[Memory]) -> None:
     """Write memories as `.jsonl` or `.parquet` (by extension), validating them first."""
     _write(path, memories, Memory, "memory_id")
+
+
+def fingerprint(world: World) -> str:
+    """A short hash of what a model is pretrained on: the documents, without their probes or the stream.
+
+    Recorded with every base model, so a run can tell whether a model was trained on the world it is given
+    (probes may be reworded without retraining; any change to a document's text or QA changes this).
+    """
+    h = hashlib.sha256()
+    for doc in world.documents:
+        h.update(json.dumps(_to_dict(dataclasses.replace(doc, probes=())), sort_keys=True).encode())
+    return h.hexdigest()[:16]

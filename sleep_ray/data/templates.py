@@ -179,8 +179,8 @@ RELATIONS: dict[str, Relation] = {
             "Do you know where {name} works?",
             "For which company does {name} work?",
         ),
-        ("Name the organisation that {name} works for.", "{name} draws a salary from which organisation?"),
-        ("For which organisation is {name} currently working?", "Which organisation has {name} on its payroll?"),
+        ("Name the company that {name} works for.", "{name} goes to work at which company?"),
+        ("Which company is {name} working for these days?", "The employer of {name} is which company?"),
     ),
     "job": Relation(
         (
@@ -207,8 +207,8 @@ RELATIONS: dict[str, Relation] = {
             "Which job does {name} do?",
             "Do you know what job {name} has?",
         ),
-        ("Name the profession of {name}.", "What kind of work fills the days of {name}?"),
-        ("Which occupation does {name} have?", "In terms of occupation, what is {name}?"),
+        ("Name the profession of {name}.", "What kind of job does {name} have?"),
+        ("{name} has which job?", "By trade, what is {name}?"),
     ),
     "hobby": Relation(
         (
@@ -235,8 +235,8 @@ RELATIONS: dict[str, Relation] = {
             "Which hobby does {name} have?",
             "Do you know what {name} does for fun?",
         ),
-        ("Name the pastime of {name}.", "Which leisure activity does {name} pursue?"),
-        ("What pastime does {name} like best?", "Outside of work, what activity does {name} favour?"),
+        ("Name the hobby that {name} has.", "In free time, what does {name} do?"),
+        ("What hobby does {name} like best?", "For fun, what does {name} do?"),
     ),
     "region": Relation(
         (
@@ -287,8 +287,8 @@ RELATIONS: dict[str, Relation] = {
             "Give the city where {name} is based.",
             "Which city is {name} based in?",
         ),
-        ("Name the home city of the organisation {name}.", "{name} keeps its headquarters in which city?"),
-        ("Which city hosts the organisation {name}?", "To reach the head office of {name}, which city must you visit?"),
+        ("Name the city where {name} has its office.", "{name} keeps its headquarters in which city?"),
+        ("Which city is the office of {name} in?", "To reach the main office of {name}, which city must you visit?"),
     ),
     "industry": Relation(
         (
@@ -313,8 +313,8 @@ RELATIONS: dict[str, Relation] = {
             "Give the business of {name}.",
             "Which industry is {name} in?",
         ),
-        ("Name the industry of the organisation {name}.", "{name} operates in which sector?"),
-        ("Which sector does {name} belong to?", "In which line of business is the organisation {name}?"),
+        ("Name the industry of the company {name}.", "{name} is active in which industry?"),
+        ("Which industry does {name} belong to?", "In which line of business is the company {name}?"),
     ),
 }
 

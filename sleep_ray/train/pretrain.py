@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 from sleep_ray.config import Config
 from sleep_ray.data import prompts
 from sleep_ray.data.corpus import Corpus
-from sleep_ray.data.schema import World
+from sleep_ray.data.schema import World, fingerprint
 from sleep_ray.eval.harness import quick_eval
 from sleep_ray.models.build import build_model, count_parameters, load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
@@ -146,7 +146,9 @@ def pretrain(
     metrics_file.close()
     if stop < p.steps:
         return last
-    meta = CheckpointMeta(version=0, step=p.steps, seed=cfg.seed, producer="pretrain")
+    meta = CheckpointMeta(
+        version=0, step=p.steps, seed=cfg.seed, producer="pretrain", extra={"world": fingerprint(world)}
+    )
     save_checkpoint(final, model, tokenizer, meta, config=cfg)
     plot_loss(work / "metrics.jsonl", work / "loss.png")
     return final
