@@ -5,6 +5,7 @@ Metrics (exact match after normalization unless named `_f1`), each keyed by cycl
     closed_book, closed_book_f1   probes of kinds new/long/updated/rule, no context (base: base probes)
     in_context, in_context_f1     the same probes with their memory in the window (the teacher's upper bound)
     new, long, rule, updated      closed-book accuracy by probe kind
+    <kind>_in_context             in-context accuracy by probe kind (new_in_context: reading unseen entities)
     retained                      unchanged facts of an updated entity (must not be forgotten)
     stale                         share of updated-fact answers that give the old value
     perplexity                    on held-out world text ("base" only)
@@ -126,6 +127,8 @@ def evaluate(
             stale[it.cycle][1].append(it.probe.stale_answer)
         if id(it) in opened:
             acc["in_context"][it.cycle].append(exact_match(opened[id(it)], gold))
+            if kind != "base":
+                acc[f"{kind}_in_context"][it.cycle].append(exact_match(opened[id(it)], gold))
             acc["in_context_f1"][it.cycle].append(token_f1(opened[id(it)], gold))
 
     metrics = {name: {c: _mean(v) for c, v in by_cycle.items()} for name, by_cycle in acc.items()}
