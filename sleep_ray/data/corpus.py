@@ -141,8 +141,8 @@ class Corpus:
                 mapping[qa.answer] = rng.choice(pool)
         pattern = re.compile("|".join(re.escape(a) for a in sorted(mapping, key=len, reverse=True)))
         text = pattern.sub(lambda m: mapping[m.group(0)], doc.text)
-        qa = tuple(QA(q.question, mapping[q.answer], q.fact_id) for q in doc.qa)
-        return Document(doc.doc_id, doc.kind, doc.use, text, doc.group, qa, doc.probes)
+        swapped = tuple(QA(q.question, mapping[q.answer], q.fact_id) for q in doc.qa)
+        return Document(doc.doc_id, doc.kind, doc.use, text, doc.group, swapped, doc.probes)
 
     def _reading(self, rng: random.Random) -> str:
         doc = self._swapped(rng.choice(self.reading_docs), rng)

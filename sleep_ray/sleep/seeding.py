@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from sleep_ray.config import SleepConfig
 from sleep_ray.data import prompts
@@ -130,7 +131,9 @@ def seed(
     """Grow `base` by one expert and distil the memories into it. `base` itself is not changed."""
     s = cfg.seeding
     teacher = base.eval()
-    student, record = grow(base, cfg.growth, seed=rng.randrange(2**31), experts_so_far=experts_so_far)
+    student, record = grow(
+        cast(LlamaForCausalLM, base), cfg.growth, seed=rng.randrange(2**31), experts_so_far=experts_so_far
+    )
     freeze_all_but_expert(student, record)
     items = build_prompts(
         teacher,
