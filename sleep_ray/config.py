@@ -147,7 +147,7 @@ class SeedingConfig:
     gamma: float = spec(0.5, lo=0.0, hi=1.0, help="weight of the judge's same-meaning reward against Levenshtein")
     z0: float = spec(0.5, lo=0.0, hi=1.0, help="normalized edit distance above which the surface reward is 0")
     topk: int = spec(0, lo=0, help="distil over the teacher's top-k tokens; 0 = full vocabulary")
-    temperature: float = spec(1.0, lo=0.0)
+    temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
     steps: int = spec(200, lo=0)
     lr: float = spec(1e-3, lo=0.0)
     rehearsal_fraction: float = spec(0.5, lo=0.0, hi=1.0, help="share of self-rehearsal prompts about old knowledge")
