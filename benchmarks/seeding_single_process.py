@@ -16,8 +16,7 @@ import torch
 
 from sleep_ray.config import load_config
 from sleep_ray.data.world import generate_world
-from sleep_ray.eval.harness import answer, items
-from sleep_ray.eval.metrics import exact_match
+from sleep_ray.eval.harness import accuracy, items
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.sleep.seeding import seed
 
@@ -32,8 +31,7 @@ def main() -> None:
     old = random.Random(0).sample([it for it in items(world, ("eval",)) if it.cycle == "base"], 64)
 
     def acc(model, batch, with_context=False):
-        preds = answer(model, tok, batch, cfg.eval, with_context=with_context)
-        return sum(exact_match(p, it.probe.answer) for p, it in zip(preds, batch)) / len(batch)
+        return accuracy(model, tok, batch, cfg.eval, with_context=with_context)
 
     before, upper, kept = acc(base, new), acc(base, new, True), acc(base, old)
     t0 = time.time()

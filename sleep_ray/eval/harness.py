@@ -85,6 +85,19 @@ def answer(
     return [first_answer(r) for r in raw]
 
 
+def accuracy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    batch: Sequence[Item],
+    cfg: EvalConfig,
+    *,
+    with_context: bool,
+) -> float:
+    """Exact-match accuracy of `answer` on `batch` (NaN for an empty batch)."""
+    preds = answer(model, tokenizer, batch, cfg, with_context=with_context)
+    return _mean([exact_match(p, it.probe.answer) for p, it in zip(preds, batch)])
+
+
 @torch.no_grad()
 def heldout_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, world: World) -> float:
     """Token-level perplexity on the world's `use="heldout"` documents (NaN when there are none)."""
@@ -159,11 +172,8 @@ def quick_eval(
     base, new = rng.sample(base, min(n, len(base))), rng.sample(new, min(n, len(new)))
     out: dict[str, float] = {}
     if base:
-        preds = answer(model, tokenizer, base, cfg, with_context=False)
-        out["base_recall"] = _mean([exact_match(p, it.probe.answer) for p, it in zip(preds, base)])
+        out["base_recall"] = accuracy(model, tokenizer, base, cfg, with_context=False)
     if new:
-        preds = answer(model, tokenizer, new, cfg, with_context=True)
-        out["in_context"] = _mean([exact_match(p, it.probe.answer) for p, it in zip(preds, new)])
-        preds = answer(model, tokenizer, new, cfg, with_context=False)
-        out["closed_book_new"] = _mean([exact_match(p, it.probe.answer) for p, it in zip(preds, new)])
+        out["in_context"] = accuracy(model, tokenizer, new, cfg, with_context=True)
+        out["closed_book_new"] = accuracy(model, tokenizer, new, cfg, with_context=False)
     return out

@@ -32,9 +32,9 @@ def complete(
     was_training = model.training
     model.eval()
     out: list[str] = []
+    tokenizer.truncation_side = "left"  # a too-long prompt keeps its end, where the question is
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        tokenizer.truncation_side = "left"
         enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=limit)
         kwargs: dict = {"do_sample": do_sample, "max_new_tokens": max_new_tokens}
         kwargs["pad_token_id"] = tokenizer.pad_token_id

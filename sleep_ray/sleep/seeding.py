@@ -83,6 +83,11 @@ def build_prompts(
     return items
 
 
+def teacher_prompt(item: SeedPrompt) -> str:
+    """What the teacher reads: the memory in context, or (rehearsal) the bare question."""
+    return prompts.in_context(item.context, item.question) if item.context else prompts.closed_book(item.question)
+
+
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer(text)["input_ids"]
 
@@ -97,8 +102,7 @@ def distill_loss(
 ) -> torch.Tensor:
     """F(T || S) averaged over the completion's positions, for one prompt. Returns a scalar with grad."""
     s = cfg.seeding
-    t_prompt = prompts.in_context(item.context, item.question) if item.context else prompts.closed_book(item.question)
-    t_ids, s_ids = _ids(tokenizer, t_prompt), _ids(tokenizer, prompts.closed_book(item.question))
+    t_ids, s_ids = _ids(tokenizer, teacher_prompt(item)), _ids(tokenizer, prompts.closed_book(item.question))
     n = len(completion)
     with torch.no_grad():
         t_logits = teacher(input_ids=torch.tensor([t_ids + completion])).logits[:, len(t_ids) - 1 : len(t_ids) - 1 + n]
@@ -141,7 +145,7 @@ def seed(
         memories,
         per_memory=per_memory,
         rehearsal_fraction=s.rehearsal_fraction,
-        temperature=max(s.temperature, 1e-3),
+        temperature=s.temperature,
     )
     report = SeedingReport(prompts=len(items))
     if not items:
@@ -152,18 +156,11 @@ def seed(
         batch = rng.sample(items, min(batch_size, len(items)))
         losses = []
         for item in batch:
-            on_policy = rng.random() < s.lmbda
-            if on_policy:
-                completion = sample_completion(
-                    student, tokenizer, prompts.closed_book(item.question), max_new_tokens, s.temperature or 1.0
-                )
+            if rng.random() < s.lmbda:  # on-policy: the student samples, without context
+                model, prompt = student, prompts.closed_book(item.question)
             else:
-                prompt = (
-                    prompts.in_context(item.context, item.question)
-                    if item.context
-                    else prompts.closed_book(item.question)
-                )
-                completion = sample_completion(teacher, tokenizer, prompt, max_new_tokens, s.temperature or 1.0)
+                model, prompt = teacher, teacher_prompt(item)
+            completion = sample_completion(model, tokenizer, prompt, max_new_tokens, s.temperature)
             losses.append(distill_loss(teacher, student, tokenizer, item, completion, cfg))
         loss = torch.stack(losses).mean()
         student.train()

@@ -13,8 +13,7 @@ import pytest
 from sleep_ray.config import load_config
 from sleep_ray.data.schema import fingerprint
 from sleep_ray.data.world import generate_world
-from sleep_ray.eval.harness import answer, items
-from sleep_ray.eval.metrics import exact_match
+from sleep_ray.eval.harness import accuracy, items
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
 from tests.conftest import ROOT
@@ -42,8 +41,7 @@ def test_committed_base_reads_memories_and_recalls_old_facts(world):
     new = rng.sample([it for it in probes if it.probe.kind == "new"], 32)
 
     def acc(batch, with_context):
-        preds = answer(model, tokenizer, batch, cfg, with_context=with_context)
-        return sum(exact_match(p, it.probe.answer) for p, it in zip(preds, batch)) / len(batch)
+        return accuracy(model, tokenizer, batch, cfg, with_context=with_context)
 
     assert acc(base, False) >= 0.6
     assert acc(new, True) >= 0.6
