@@ -28,7 +28,8 @@ log = logging.getLogger("sleep_ray")
 
 def _world(cfg: Config):
     """The world named by `data.world_dir`, or the generated one under the run directory (made if missing)."""
-    from sleep_ray.data.world import generate_world, load_world, write_world
+    from sleep_ray.data.schema import load_world, write_world
+    from sleep_ray.data.world import generate_world
 
     if cfg.data.world_dir:
         return load_world(cfg.data.world_dir), Path(cfg.data.world_dir)

@@ -56,6 +56,6 @@ SHORT_PRETRAIN = [
 
 @pytest.fixture(scope="session")
 def handmade_world():
-    from sleep_ray.data.world import load_world
+    from sleep_ray.data.schema import load_world
 
     return load_world(HANDMADE)

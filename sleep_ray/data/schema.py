@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from sleep_ray.config import WorldConfig
 
 FORMAT_VERSION = 1
 USES = ("recall", "reading", "heldout")
@@ -279,3 +282,58 @@ def fingerprint(world: World) -> str:
     for doc in world.documents:
         h.update(json.dumps(_to_dict(dataclasses.replace(doc, probes=())), sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------- world directories
+
+
+def world_stats(world: World) -> dict[str, Any]:
+    """Counts of documents, memories, QA pairs and probes, and total characters of text."""
+    probes = [p for d in world.documents for p in d.probes] + [p for m in world.stream for p in m.probes]
+    return {
+        "documents": dict(sorted(Counter(d.use for d in world.documents).items())),
+        "memories": dict(sorted(Counter(m.kind for m in world.stream).items())),
+        "qa": sum(len(d.qa) for d in world.documents),
+        "probes": dict(sorted(Counter(f"{p.kind}/{p.split}" for p in probes).items())),
+        "characters": sum(len(d.text) for d in world.documents) + sum(len(m.text) for m in world.stream),
+    }
+
+
+def write_world(world: World, out_dir: str | Path, fmt: str = "jsonl", config: WorldConfig | None = None) -> Path:
+    """Write `world.<fmt>`, `stream.<fmt>` and `meta.json` (format version, `config` as a dict, counts)."""
+    if fmt not in ("jsonl", "parquet"):
+        raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stem in ("world", "stream"):  # leave exactly one format in the directory
+        for other in ("jsonl", "parquet"):
+            if other != fmt:
+                (out / f"{stem}.{other}").unlink(missing_ok=True)
+    write_documents(out / f"world.{fmt}", world.documents)
+    write_stream(out / f"stream.{fmt}", world.stream)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "format": fmt,
+        "world_config": dataclasses.asdict(config) if config is not None else None,
+        "stats": world_stats(world),
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    found = [directory / f"{stem}.{ext}" for ext in ("jsonl", "parquet") if (directory / f"{stem}.{ext}").exists()]
+    if len(found) > 1:
+        raise ValueError(f"{directory}: both {found[0].name} and {found[1].name} exist; keep one")
+    return found[0] if found else None
+
+
+def load_world(directory: str | Path) -> World:
+    """Read `world.jsonl|parquet` (required) and `stream.jsonl|parquet` (optional: empty stream) from a directory."""
+    directory = Path(directory)
+    docs_path = _find(directory, "world")
+    if docs_path is None:
+        raise FileNotFoundError(f"{directory}: no world.jsonl or world.parquet")
+    stream_path = _find(directory, "stream")
+    stream = read_stream(stream_path) if stream_path is not None else []
+    return World(tuple(read_documents(docs_path)), tuple(stream))

@@ -16,27 +16,19 @@ Every fact gets one "sleep" and one "eval" probe, worded with templates used now
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from sleep_ray.config import WorldConfig
 from sleep_ray.data import templates as T
+from sleep_ray.data import vocab as V
 from sleep_ray.data.schema import (
-    FORMAT_VERSION,
     QA,
     Document,
     Memory,
     Probe,
     World,
-    read_documents,
-    read_stream,
-    write_documents,
-    write_stream,
 )
 
 # Each fact of the old knowledge is asked in this many wordings: varied questions are what let a small model
@@ -63,14 +55,14 @@ class _Generator:
     def __init__(self, cfg: WorldConfig) -> None:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
-        self.names = T.NameFactory(self.rng)
+        self.names = V.NameFactory(self.rng)
         self.cities = [_Entity("city", n, n, {}) for n in (self.names.city() for _ in range(cfg.num_cities))]
         for city in self.cities:
-            city.facts["region"] = self.rng.choice(T.REGIONS)
+            city.facts["region"] = self.rng.choice(V.REGIONS)
         self.orgs = [_Entity("org", n, n, {}) for n in (self.names.org() for _ in range(cfg.num_orgs))]
         for org in self.orgs:
             org.facts["based_in"] = self.rng.choice(self.cities).name
-            org.facts["industry"] = self.rng.choice(T.INDUSTRIES)
+            org.facts["industry"] = self.rng.choice(V.INDUSTRIES)
         self.base = [self.person() for _ in range(cfg.num_base_people)]
 
     # ----------------------------------------------------------------------------------------- pieces
@@ -86,8 +78,8 @@ class _Generator:
                 "born_in": r.choice(self.cities).name,
                 "lives_in": r.choice(self.cities).name,
                 "works_for": r.choice(self.orgs).name,
-                "job": r.choice(T.JOBS),
-                "hobby": r.choice(T.HOBBIES),
+                "job": r.choice(V.JOBS),
+                "hobby": r.choice(V.HOBBIES),
             },
         )
 
@@ -97,7 +89,7 @@ class _Generator:
             return [c.name for c in self.cities]
         if rel == "works_for":
             return [o.name for o in self.orgs]
-        return list({"job": T.JOBS, "hobby": T.HOBBIES, "region": T.REGIONS, "industry": T.INDUSTRIES}[rel])
+        return list({"job": V.JOBS, "hobby": V.HOBBIES, "region": V.REGIONS, "industry": V.INDUSTRIES}[rel])
 
     def qa(self, e: _Entity, rels: list[str] | tuple[str, ...], per_fact: int = 1) -> list[QA]:
         """Training questions about `rels` of `e`: `per_fact` differently worded questions for each fact."""
@@ -366,55 +358,3 @@ def generate_world(cfg: WorldConfig) -> World:
     reading_words = gen.names.alias_words(READING_ALIAS_WORDS)
     documents = gen.recall_documents() + gen.reading_documents(reading_words) + gen.heldout_documents()
     return World(tuple(documents), tuple(gen.stream(stream_words)))
-
-
-def world_stats(world: World) -> dict[str, Any]:
-    """Counts of documents, memories, QA pairs and probes, and total characters of text."""
-    probes = [p for d in world.documents for p in d.probes] + [p for m in world.stream for p in m.probes]
-    return {
-        "documents": dict(sorted(Counter(d.use for d in world.documents).items())),
-        "memories": dict(sorted(Counter(m.kind for m in world.stream).items())),
-        "qa": sum(len(d.qa) for d in world.documents),
-        "probes": dict(sorted(Counter(f"{p.kind}/{p.split}" for p in probes).items())),
-        "characters": sum(len(d.text) for d in world.documents) + sum(len(m.text) for m in world.stream),
-    }
-
-
-def write_world(world: World, out_dir: str | Path, fmt: str = "jsonl", config: WorldConfig | None = None) -> Path:
-    """Write `world.<fmt>`, `stream.<fmt>` and `meta.json` (format version, `config` as a dict, counts)."""
-    if fmt not in ("jsonl", "parquet"):
-        raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stem in ("world", "stream"):  # leave exactly one format in the directory
-        for other in ("jsonl", "parquet"):
-            if other != fmt:
-                (out / f"{stem}.{other}").unlink(missing_ok=True)
-    write_documents(out / f"world.{fmt}", world.documents)
-    write_stream(out / f"stream.{fmt}", world.stream)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "format": fmt,
-        "world_config": dataclasses.asdict(config) if config is not None else None,
-        "stats": world_stats(world),
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return out
-
-
-def _find(directory: Path, stem: str) -> Path | None:
-    found = [directory / f"{stem}.{ext}" for ext in ("jsonl", "parquet") if (directory / f"{stem}.{ext}").exists()]
-    if len(found) > 1:
-        raise ValueError(f"{directory}: both {found[0].name} and {found[1].name} exist; keep one")
-    return found[0] if found else None
-
-
-def load_world(directory: str | Path) -> World:
-    """Read `world.jsonl|parquet` (required) and `stream.jsonl|parquet` (optional: empty stream) from a directory."""
-    directory = Path(directory)
-    docs_path = _find(directory, "world")
-    if docs_path is None:
-        raise FileNotFoundError(f"{directory}: no world.jsonl or world.parquet")
-    stream_path = _find(directory, "stream")
-    stream = read_stream(stream_path) if stream_path is not None else []
-    return World(tuple(read_documents(docs_path)), tuple(stream))

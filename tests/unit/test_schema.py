@@ -13,12 +13,12 @@ from sleep_ray.data.schema import (
     FormatError,
     Memory,
     Probe,
+    load_world,
     read_documents,
     read_stream,
     write_documents,
     write_stream,
 )
-from sleep_ray.data.world import load_world
 
 HANDMADE = Path(__file__).resolve().parents[1] / "data" / "handmade"
 

@@ -12,8 +12,9 @@ import pytest
 
 from sleep_ray.config import WorldConfig
 from sleep_ray.data import templates as T
-from sleep_ray.data.schema import World
-from sleep_ray.data.world import generate_world, load_world, world_stats, write_world
+from sleep_ray.data import vocab as V
+from sleep_ray.data.schema import World, load_world, world_stats, write_world
+from sleep_ray.data.world import generate_world
 
 SMALL = WorldConfig(num_base_people=20, num_reading_docs=200, num_heldout_docs=5, num_cycles=3)
 
@@ -158,10 +159,10 @@ def test_values_come_from_the_known_sets(world):
         "lives_in": cities,
         "based_in": cities,
         "works_for": orgs,
-        "job": set(T.JOBS),
-        "hobby": set(T.HOBBIES),
-        "region": set(T.REGIONS),
-        "industry": set(T.INDUSTRIES),
+        "job": set(V.JOBS),
+        "hobby": set(V.HOBBIES),
+        "region": set(V.REGIONS),
+        "industry": set(V.INDUSTRIES),
     }
     items = [q for d in world.documents for q in d.qa] + [
         p for r in [*world.documents, *world.stream] for p in r.probes
@@ -217,7 +218,7 @@ def test_rule_probes_ask_other_base_people(world):
     for m in world.stream:
         if m.kind != "demonstration":
             continue
-        word = re.search(r"\b([a-z]+(?:" + "|".join(T._ALIAS_TAILS) + r"))\b", m.text).group(1)
+        word = re.search(r"\b([a-z]+(?:" + "|".join(V._ALIAS_TAILS) + r"))\b", m.text).group(1)
         words.add(word)
         assert word not in reading_text
         assert 3 <= m.text.count(word) - 1 <= 4
