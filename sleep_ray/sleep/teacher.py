@@ -1,0 +1,150 @@
+"""The teacher-self: the pre-sleep model with a memory in its context window (a Ray actor during sleep).
+
+It writes the sleep's training material itself, with the skills it was pretrained for, and scores sequences:
+
+    write_prompts(memories)  questions about each memory, opening words of each memory, and self-rehearsal
+                             questions about old knowledge (no memory)            -> list[SeedPrompt]
+    write_dreams(memories)   restatements of each memory, cut into sentence prefixes (Learning-to-Imitate)
+                                                                                   -> list[Dream]
+    sample(prompts)          teacher continuations (memory in context)            -> list[Rollout]
+    score(prompts, ids)      its logits at every completion position               -> list[TeacherLogits]
+
+A long memory (longer than the window) is read one window at a time: each window counts as its own context.
+Everything sampled is seeded, so a sleep is repeatable.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from sleep_ray.data import prompts
+from sleep_ray.data.corpus import sentences
+from sleep_ray.data.schema import Memory
+from sleep_ray.data.windows import windows
+from sleep_ray.models.build import load_pretrained
+from sleep_ray.models.generate import complete
+from sleep_ray.models.scoring import completion_logits
+from sleep_ray.rollout.engine import cut_at_stop
+from sleep_ray.sleep.records import Dream, Rollout, SeedPrompt, TeacherLogits
+
+
+def cut_sentence(sentence: str, rng: random.Random, min_prefix_words: int = 2) -> Dream | None:
+    """A random cut of a sentence between words: ("Ana lives in Miravel.") -> prefix "Ana lives", reference
+    " in Miravel." (the reference keeps its leading space). None for sentences too short to cut."""
+    words = sentence.split(" ")
+    if len(words) <= min_prefix_words:
+        return None
+    k = rng.randint(min_prefix_words, len(words) - 1)
+    return Dream(" ".join(words[:k]), " " + " ".join(words[k:]))
+
+
+class TeacherSelf:
+    """The frozen pre-sleep model. Construct from a checkpoint directory; usable in-process or as an actor."""
+
+    def __init__(self, checkpoint: str, *, threads: int = 1, context_tokens: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, self.tokenizer = load_pretrained(checkpoint)
+        window = int(self.model.config.max_position_embeddings)
+        self.context_tokens = context_tokens or max(32, window - 160)  # room for the question and the answer
+
+    def _contexts(self, memories: Sequence[Memory]) -> list[tuple[str, str]]:
+        """(memory_id, text) pairs, a long memory split into windows of whole sentences."""
+        count = lambda s: len(self.tokenizer(s)["input_ids"])  # noqa: E731
+        return [(m.memory_id, w) for m in memories for w in windows(m.text, count, self.context_tokens)]
+
+    def _write(self, texts: list[str], seed: int, max_new_tokens: int, temperature: float) -> list[str]:
+        torch.manual_seed(seed)
+        return complete(
+            self.model, self.tokenizer, texts, max_new_tokens, do_sample=True, temperature=temperature, top_k=0
+        )
+
+    def write_prompts(
+        self,
+        memories: Sequence[Memory],
+        *,
+        questions_per_memory: int,
+        prefixes_per_memory: int,
+        rehearsal_fraction: float,
+        temperature: float,
+        seed: int,
+    ) -> list[SeedPrompt]:
+        """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share)."""
+        rng = random.Random(seed)
+        contexts = self._contexts(memories)
+        items: list[SeedPrompt] = []
+        asks = [(mid, c) for mid, c in contexts for _ in range(questions_per_memory)]
+        written = self._write([prompts.question_writing(c) for _, c in asks], seed, 24, temperature)
+        for (mid, c), raw in zip(asks, written):
+            q = raw.split("\n", 1)[0].strip()
+            if q.endswith("?"):
+                items.append(SeedPrompt(prompts.closed_book(q), prompts.in_context(c, q), "question", mid))
+        for mid, c in contexts:
+            for _ in range(prefixes_per_memory):
+                dream = cut_sentence(rng.choice(sentences(c)), rng)
+                if dream is not None:
+                    items.append(SeedPrompt(dream.prefix, prompts.restatement(c) + dream.prefix, "prefix", mid))
+        n_rehearsal = round(len(items) * rehearsal_fraction / max(1e-9, 1.0 - rehearsal_fraction))
+        if n_rehearsal:
+            raw_qs = self._write(["Question:"] * n_rehearsal, seed + 1, 24, temperature)
+            for raw in raw_qs:
+                q = raw.split("\n", 1)[0].strip()
+                if q.endswith("?"):
+                    items.append(SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal"))
+        return items
+
+    def write_dreams(
+        self, memories: Sequence[Memory], *, per_memory: int, temperature: float, seed: int
+    ) -> list[Dream]:
+        """Learning-to-Imitate items: sentences of the teacher's restatements of each memory, cut at random."""
+        rng = random.Random(seed)
+        contexts = self._contexts(memories)
+        asks = [(mid, c) for mid, c in contexts for _ in range(per_memory)]
+        written = self._write([prompts.restatement(c) for _, c in asks], seed + 2, 64, temperature)
+        dreams = []
+        for (mid, _), raw in zip(asks, written):
+            said = [s for s in sentences(raw.split("\n", 1)[0]) if s.endswith(".")]
+            if said:
+                d = cut_sentence(rng.choice(said), rng)
+                if d is not None:
+                    dreams.append(Dream(d.prefix, d.reference, mid))
+        return dreams
+
+    def sample(
+        self,
+        items: Sequence[SeedPrompt],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+        stops: Sequence[str] = ("\n",),
+    ) -> list[Rollout]:
+        """`n` teacher continuations of each item's teacher prompt, grouped by item (source "teacher")."""
+        texts = [it.teacher for it in items for _ in range(n)]
+        out = []
+        for text, raw in zip(texts, self._write(texts, seed, max_new_tokens, temperature)):
+            done = cut_at_stop(raw, stops)
+            ids = tuple(self.tokenizer(done, add_special_tokens=False)["input_ids"])
+            out.append(Rollout(text, done, ids, -1, "teacher"))
+        return out
+
+    @torch.no_grad()
+    def score(
+        self, items: Sequence[SeedPrompt], completions: Sequence[Sequence[int]], *, topk: int = 0
+    ) -> list[TeacherLogits]:
+        """The teacher's logits on each completion after the item's teacher prompt: [n, V], or top-K with ids."""
+        prompt_ids = [self.tokenizer(it.teacher)["input_ids"] for it in items]
+        logits, _, _ = completion_logits(self.model, prompt_ids, completions, pad_id=self.tokenizer.pad_token_id)
+        out = []
+        for b, c in enumerate(completions):
+            row = logits[b, : len(c)].float()
+            if topk > 0:
+                top = row.topk(min(topk, row.shape[-1]), dim=-1)
+                out.append(TeacherLogits(top.values.numpy(), top.indices.numpy()))
+            else:
+                out.append(TeacherLogits(row.numpy()))
+        return out

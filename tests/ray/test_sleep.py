@@ -1,0 +1,98 @@
+"""Knowledge Seeding on a real local Ray cluster: actors per role, a two-worker Ray Train loop, weight pushes.
+
+The teacher-self must be able to write questions, so these tests start from the committed tiny base model
+(1.3M parameters) and a few memories of the default world's first cycle.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from sleep_ray.config import load_config
+from sleep_ray.data.world import generate_world
+from sleep_ray.models.checkpoint import read_meta
+from sleep_ray.rollout.engine import to_arrays
+from sleep_ray.rollout.hf import HFEngine
+from sleep_ray.sleep.records import RoleTimeoutError, StaleRolloutError, call, check_fresh
+from sleep_ray.sleep.run import RECORD_FILE, run_seeding
+from tests.conftest import ROOT
+
+BASE = str(ROOT / "examples" / "tiny_base")
+SMALL_SLEEP = [
+    "sleep.growth.d_low=8",
+    "sleep.seeding.steps=4",
+    "sleep.seeding.batch_size=4",
+    "sleep.seeding.questions_per_memory=2",
+    "sleep.seeding.prefixes_per_memory=1",
+    "sleep.seeding.teacher_samples=1",
+    "sleep.seeding.dreams_per_memory=2",
+    "sleep.seeding.imitation_prompts=1",
+    "sleep.seeding.group_size=2",
+    "sleep.seeding.checkpoint_every=2",
+    "sleep.seeding.lmbda=0.5",
+    "resources.train_workers=2",
+    "resources.cpus_per_train_worker=0.5",
+    "resources.cpus_per_actor=0.25",
+    "resources.call_timeout_s=240",
+    "resources.fit_timeout_s=600",
+]
+
+
+@pytest.fixture(scope="module")
+def cycle_one():
+    world = generate_world(load_config().data.world)
+    return [m for m in world.stream if m.cycle == 1 and m.kind in ("document", "dialogue")][:2]
+
+
+@pytest.mark.timeout(900)
+def test_two_worker_sleep_writes_a_plain_hf_checkpoint(ray_cluster, tmp_path, cycle_one):
+    cfg = load_config(None, [f"run_dir={tmp_path}", *SMALL_SLEEP])
+    out = tmp_path / "cycle-1"
+    result = run_seeding(cfg, checkpoint=BASE, memories=cycle_one, out_dir=out, cycle=1)
+    assert result.checkpoint == out and (out / RECORD_FILE).is_file()
+
+    base = AutoModelForCausalLM.from_pretrained(BASE)
+    grown = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no project code
+    old = base.config.intermediate_size
+    assert grown.config.intermediate_size == old + 8
+    for (name, p_old), p_new in zip(base.named_parameters(), grown.parameters()):
+        if name.endswith(("gate_proj.weight", "up_proj.weight")):
+            assert torch.equal(p_new[:old], p_old), name  # frozen rows bit-identical
+        elif name.endswith("down_proj.weight"):
+            assert torch.equal(p_new[:, :old], p_old), name
+            assert p_new[:, old:].abs().sum() > 0, name  # the expert trained
+        else:
+            assert torch.equal(p_new, p_old), name
+
+    meta = read_meta(out)
+    assert meta.version == read_meta(BASE).version + 1 and meta.producer == "sleep"
+    assert meta.extra["experts"] == 1 and meta.extra["cycle"] == 1
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert [row["step"] for row in record["metrics"]] == [1, 2, 3, 4]
+    assert all("reward" in row and "push_s" in row for row in record["metrics"])
+    assert record["prompts"]["rehearsal"] > 0 and record["weight_version"] == meta.version
+    assert not (tmp_path / "cycle-1.tmp").exists()
+
+
+@pytest.mark.timeout(300)
+def test_stale_sample_is_rejected_and_a_slow_call_times_out(ray_cluster):
+    ray = ray_cluster
+    engine = ray.remote(num_cpus=0.25)(HFEngine).remote(BASE, version=0)
+    try:
+        old = call(engine.generate.remote(["Question: Where"], max_new_tokens=3), 240, "generate")
+        model = AutoModelForCausalLM.from_pretrained(BASE)
+        named = to_arrays({n: p for n, p in model.named_parameters() if "mlp" in n})
+        assert call(engine.load_weights.remote(ray.put(named), 5), 240, "weight push") == 5
+        new = call(engine.generate.remote(["Question: Where"], max_new_tokens=3), 240, "generate")
+        assert old[0].weight_version == 0 and new[0].weight_version == 5
+        check_fresh(new, current_version=6, max_staleness=2)
+        with pytest.raises(StaleRolloutError):
+            check_fresh(old + new, current_version=6, max_staleness=2)
+        with pytest.raises(RoleTimeoutError, match="rollout engine generate did not answer within 0.01 s"):
+            call(engine.generate.remote(["Question: Where"] * 64, max_new_tokens=64), 0.01, "rollout engine generate")
+    finally:
+        ray.kill(engine)

@@ -1,0 +1,37 @@
+"""Version stamps, staleness, stop strings and sentence cuts: the small rules the sleep roles share."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sleep_ray.rollout.engine import cut_at_stop
+from sleep_ray.sleep.records import Rollout, StaleRolloutError, check_fresh
+from sleep_ray.sleep.teacher import cut_sentence
+
+
+def _roll(version, source="student"):
+    return Rollout("p", " x\n", (5,), version, source)
+
+
+def test_fresh_and_stale_rollouts():
+    check_fresh([_roll(8), _roll(10)], current_version=10, max_staleness=2)
+    check_fresh([_roll(-1, "teacher")], current_version=100, max_staleness=0)  # the frozen teacher is never stale
+    with pytest.raises(StaleRolloutError, match="weight version 7 is 3 versions behind"):
+        check_fresh([_roll(9), _roll(7)], current_version=10, max_staleness=2)
+
+
+def test_cut_at_stop_keeps_the_earliest_stop():
+    assert cut_at_stop(" Miravel\nQuestion: x", ("\n",)) == " Miravel\n"
+    assert cut_at_stop(" in Miravel. She works\n", (".", "\n")) == " in Miravel."
+    assert cut_at_stop(" no stop here", ("\n",)) == " no stop here"
+
+
+def test_cut_sentence_splits_between_words():
+    rng = random.Random(0)
+    for _ in range(20):
+        d = cut_sentence("Ana Vel now resides in Miravel.", rng)
+        assert d is not None and d.prefix + d.reference == "Ana Vel now resides in Miravel."
+        assert len(d.prefix.split()) >= 2 and d.reference.startswith(" ") and d.reference.strip()
+    assert cut_sentence("Too short.", rng) is None
