@@ -132,7 +132,7 @@ class GrowthConfig:
     """How the student-large grows: one new low-rank SwiGLU expert per sleep."""
 
     enabled: bool = spec(True, help="false: no new expert, every parameter trains (the 'growth off' ablation)")
-    d_low: int = spec(32, lo=1, help="new hidden units per grown MLP")
+    d_low: int = spec(128, lo=1, help="new hidden units per grown MLP")
     layers: list[int] = spec([], help="layers that grow; empty = all")
     max_experts: int = spec(8, lo=1, help="cap on the number of sleeps that may grow the model")
 
@@ -141,7 +141,7 @@ class GrowthConfig:
 class SeedingConfig:
     """Knowledge Seeding: generalized distillation plus Learning-to-Imitate (method.md section 3)."""
 
-    divergence: str = spec("jsd", choices=("forward_kl", "reverse_kl", "jsd"))
+    divergence: str = spec("forward_kl", choices=("forward_kl", "reverse_kl", "jsd"))
     beta: float = spec(0.5, lo=0.0, hi=1.0, help="JSD interpolation (0 ~ forward KL, 1 ~ reverse KL)")
     lmbda: float = spec(0.5, lo=0.0, hi=1.0, help="fraction of student-generated sequences")
     alpha: float = spec(0.8, lo=0.0, hi=1.0, help="weight of distillation against Learning-to-Imitate")
@@ -149,12 +149,13 @@ class SeedingConfig:
     z0: float = spec(0.5, lo=0.0, hi=1.0, help="normalized edit distance above which the surface reward is 0")
     topk: int = spec(0, lo=0, help="distil over the teacher's top-k tokens; 0 = full vocabulary")
     temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
-    steps: int = spec(200, lo=0)
+    steps: int = spec(900, lo=0)
     lr: float = spec(1e-3, lo=0.0)
-    rehearsal_fraction: float = spec(0.5, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
-    batch_size: int = spec(8, lo=1, help="distillation prompts per optimizer step (per train worker)")
-    questions_per_memory: int = spec(8, lo=0, help="questions the teacher writes about each memory (window)")
+    rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
+    batch_size: int = spec(32, lo=1, help="distillation prompts per optimizer step (per train worker)")
+    questions_per_memory: int = spec(16, lo=0, help="questions the teacher writes about each memory (window)")
     prefixes_per_memory: int = spec(2, lo=0, help="opening-words prompts cut from each memory (window)")
+    restatements_per_memory: int = spec(0, lo=0, help="prompts cut from the teacher's restatements of each memory")
     teacher_samples: int = spec(2, lo=1, help="teacher continuations drawn per prompt, sampled from at each step")
     max_new_tokens: int = spec(12, lo=1, help="length limit of every sampled continuation")
     dreams_per_memory: int = spec(4, lo=0, help="Learning-to-Imitate sentences per memory (window)")

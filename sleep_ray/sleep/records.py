@@ -20,7 +20,8 @@ from ray.exceptions import GetTimeoutError
 class SeedPrompt:
     """A distillation prompt: what the student-large reads (no memory) and what the teacher-self reads.
 
-    kind: "question" (the teacher wrote a question about a memory), "prefix" (the opening words of a memory),
+    kind: "question" (the teacher wrote a question about a memory), "prefix" (the opening words of a sentence
+    of a memory), "restatement" (the opening words of a sentence of the teacher's own restatement of a memory),
     or "rehearsal" (a question about old knowledge; the teacher reads it without any memory, so student ==
     teacher and the loss keeps the grown model where the pre-sleep model was).
     """

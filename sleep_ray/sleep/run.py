@@ -7,7 +7,8 @@ actor per role (teacher-self, reward-critic, `resources.rollout_engines` rollout
 the prompts, the dreams and its own samples; run the Ray Train loop (`train_loop.py`); export the final weights
 as a standard Hugging Face directory at `out_dir` with a JSON record of the run. `out_dir` appears only when
 everything succeeded (written beside it, then renamed), so a failed sleep leaves nothing half-made; rerunning
-the same command resumes from the last Ray Train checkpoint under `<out>.work/`.
+the same command after an interruption resumes from the last Ray Train checkpoint under `<out>.work/`, which
+is deleted once the sleep has succeeded. Metrics (JSON lines, TensorBoard) go to `<out>.logs/`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,11 @@ def run_seeding(
     s, r = cfg.sleep.seeding, cfg.resources
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
-    (work / "logs").mkdir(parents=True, exist_ok=True)
+    logs = out.with_name(out.name + ".logs")  # metrics.jsonl and TensorBoard; kept after the sleep
+    if not work.exists():  # a fresh sleep, not a resumed one
+        shutil.rmtree(logs, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     t0 = time.time()
     _grow(cfg, checkpoint, work / "init", cycle)
@@ -119,6 +124,7 @@ def run_seeding(
                 memories,
                 questions_per_memory=s.questions_per_memory,
                 prefixes_per_memory=s.prefixes_per_memory,
+                restatements_per_memory=s.restatements_per_memory,
                 rehearsal_fraction=s.rehearsal_fraction,
                 temperature=s.temperature,
                 seed=cfg.seed + cycle,
@@ -158,7 +164,7 @@ def run_seeding(
                 "teacher_pool": pool,
                 "dreams": dreams,
                 "init": str((work / "init").resolve()),
-                "log_dir": str((work / "logs").resolve()),
+                "log_dir": str(logs.resolve()),
             },
             scaling_config=ScalingConfig(
                 num_workers=r.train_workers,
@@ -189,7 +195,7 @@ def run_seeding(
         "rollout_engines": r.rollout_engines,
         "engine": r.engine,
         "timings": {**times, "total_s": time.time() - t0},
-        "metrics": _read_metrics(work / "logs" / "metrics.jsonl"),
+        "metrics": _read_metrics(logs / "metrics.jsonl"),
         "config": to_yaml(cfg),
     }
     source = work / "init"
@@ -197,7 +203,9 @@ def run_seeding(
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train finished without a checkpoint (error: {result.error})")
         source = Path(result.checkpoint.path) / MODEL_DIR
-    return SleepResult(_export(cfg, checkpoint, source, out, cycle, record), record)
+    exported = _export(cfg, checkpoint, source, out, cycle, record)
+    shutil.rmtree(work, ignore_errors=True)  # done: a rerun starts afresh; an interrupted run keeps it to resume
+    return SleepResult(exported, record)
 
 
 def _read_metrics(path: Path) -> list[dict[str, float]]:

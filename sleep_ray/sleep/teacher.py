@@ -2,8 +2,9 @@
 
 It writes the sleep's training material itself, with the skills it was pretrained for, and scores sequences:
 
-    write_prompts(memories)  questions about each memory, opening words of each memory, and self-rehearsal
-                             questions about old knowledge (no memory)            -> list[SeedPrompt]
+    write_prompts(memories)  questions about each memory, opening words of its sentences and of the teacher's
+                             restatements of it, and self-rehearsal questions about old knowledge (no
+                             memory)                                              -> list[SeedPrompt]
     write_dreams(memories)   restatements of each memory, cut into sentence prefixes (Learning-to-Imitate)
                                                                                    -> list[Dream]
     sample(prompts)          teacher continuations (memory in context)            -> list[Rollout]
@@ -68,6 +69,7 @@ class TeacherSelf:
         *,
         questions_per_memory: int,
         prefixes_per_memory: int,
+        restatements_per_memory: int = 0,
         rehearsal_fraction: float,
         temperature: float,
         seed: int,
@@ -87,6 +89,8 @@ class TeacherSelf:
                 dream = cut_sentence(rng.choice(sentences(c)), rng)
                 if dream is not None:
                     items.append(SeedPrompt(dream.prefix, prompts.restatement(c) + dream.prefix, "prefix", mid))
+        for c, d in self._restated_cuts(contexts, restatements_per_memory, temperature, seed + 3):
+            items.append(SeedPrompt(d.prefix, prompts.restatement(c) + d.prefix, "restatement", d.memory_id))
         n_rehearsal = round(len(items) * rehearsal_fraction / max(1e-9, 1.0 - rehearsal_fraction))
         if n_rehearsal:
             raw_qs = self._write(["Question:"] * n_rehearsal, seed + 1, 24, temperature)
@@ -96,22 +100,27 @@ class TeacherSelf:
                     items.append(SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal"))
         return items
 
+    def _restated_cuts(
+        self, contexts: list[tuple[str, str]], per_memory: int, temperature: float, seed: int
+    ) -> list[tuple[str, Dream]]:
+        """(context, cut) pairs: one sentence of each of `per_memory` sampled restatements, cut at random."""
+        rng = random.Random(seed)
+        asks = [(mid, c) for mid, c in contexts for _ in range(per_memory)]
+        written = self._write([prompts.restatement(c) for _, c in asks], seed + 2, 64, temperature)
+        out = []
+        for (mid, c), raw in zip(asks, written):
+            said = [x for x in sentences(raw.split("\n", 1)[0]) if x.endswith(".")]
+            if said:
+                d = cut_sentence(rng.choice(said), rng)
+                if d is not None:
+                    out.append((c, Dream(d.prefix, d.reference, mid)))
+        return out
+
     def write_dreams(
         self, memories: Sequence[Memory], *, per_memory: int, temperature: float, seed: int
     ) -> list[Dream]:
         """Learning-to-Imitate items: sentences of the teacher's restatements of each memory, cut at random."""
-        rng = random.Random(seed)
-        contexts = self._contexts(memories)
-        asks = [(mid, c) for mid, c in contexts for _ in range(per_memory)]
-        written = self._write([prompts.restatement(c) for _, c in asks], seed + 2, 64, temperature)
-        dreams = []
-        for (mid, _), raw in zip(asks, written):
-            said = [s for s in sentences(raw.split("\n", 1)[0]) if s.endswith(".")]
-            if said:
-                d = cut_sentence(rng.choice(said), rng)
-                if d is not None:
-                    dreams.append(Dream(d.prefix, d.reference, mid))
-        return dreams
+        return [d for _, d in self._restated_cuts(self._contexts(memories), per_memory, temperature, seed)]
 
     def sample(
         self,

@@ -75,7 +75,8 @@ def test_two_worker_sleep_writes_a_plain_hf_checkpoint(ray_cluster, tmp_path, cy
     assert [row["step"] for row in record["metrics"]] == [1, 2, 3, 4]
     assert all("reward" in row and "push_s" in row for row in record["metrics"])
     assert record["prompts"]["rehearsal"] > 0 and record["weight_version"] == meta.version
-    assert not (tmp_path / "cycle-1.tmp").exists()
+    assert not (tmp_path / "cycle-1.tmp").exists() and not (tmp_path / "cycle-1.work").exists()
+    assert (tmp_path / "cycle-1.logs" / "metrics.jsonl").is_file()
 
 
 @pytest.mark.timeout(300)
