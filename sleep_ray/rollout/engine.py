@@ -14,7 +14,7 @@ cut just after the first stop string it contains, and `token_ids` are the tokens
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -43,6 +43,13 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     """`text` up to and including the earliest of `stops` ("a b\\nc", ("\\n",) -> "a b\\n"); all of it if none."""
     ends = [text.find(s) + len(s) for s in stops if s and s in text]
     return text[: min(ends)] if ends else text
+
+
+def make_rollout(tokenizer: Any, prompt: str, raw: str, stops: Sequence[str], version: int, source: str) -> Rollout:
+    """The record of one sample: its text cut at the first stop, and the tokens of that text."""
+    text = cut_at_stop(raw, stops)
+    ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return Rollout(prompt, text, ids, version, source)
 
 
 def to_arrays(named: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ import torch
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.generate import complete
-from sleep_ray.rollout.engine import cut_at_stop
+from sleep_ray.rollout.engine import make_rollout
 from sleep_ray.sleep.records import Rollout
 
 
@@ -38,12 +38,7 @@ class HFEngine:
         texts = complete(
             self.model, self.tokenizer, repeated, max_new_tokens, do_sample=temperature > 0, temperature=temperature
         )
-        out = []
-        for prompt, raw in zip(repeated, texts):
-            text = cut_at_stop(raw, stops)
-            ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            out.append(Rollout(prompt, text, ids, self.version, "student"))
-        return out
+        return [make_rollout(self.tokenizer, p, raw, stops, self.version, "student") for p, raw in zip(repeated, texts)]
 
     @torch.no_grad()
     def load_weights(self, named: Mapping[str, np.ndarray], version: int) -> int:

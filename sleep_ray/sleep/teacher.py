@@ -28,7 +28,7 @@ from sleep_ray.data.windows import windows
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
 from sleep_ray.models.scoring import completion_logits
-from sleep_ray.rollout.engine import cut_at_stop
+from sleep_ray.rollout.engine import make_rollout
 from sleep_ray.sleep.records import Dream, Rollout, SeedPrompt, TeacherLogits
 
 
@@ -134,12 +134,8 @@ class TeacherSelf:
     ) -> list[Rollout]:
         """`n` teacher continuations of each item's teacher prompt, grouped by item (source "teacher")."""
         texts = [it.teacher for it in items for _ in range(n)]
-        out = []
-        for text, raw in zip(texts, self._write(texts, seed, max_new_tokens, temperature)):
-            done = cut_at_stop(raw, stops)
-            ids = tuple(self.tokenizer(done, add_special_tokens=False)["input_ids"])
-            out.append(Rollout(text, done, ids, -1, "teacher"))
-        return out
+        written = self._write(texts, seed, max_new_tokens, temperature)
+        return [make_rollout(self.tokenizer, t, raw, stops, -1, "teacher") for t, raw in zip(texts, written)]
 
     @torch.no_grad()
     def score(
