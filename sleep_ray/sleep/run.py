@@ -209,9 +209,11 @@ def run_seeding(
 
 
 def _read_metrics(path: Path) -> list[dict[str, float]]:
+    """Per-step metrics; after a resume, the steps redone since the last checkpoint keep their latest row."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = {int(r["step"]): r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
+    return [rows[k] for k in sorted(rows)]
 
 
 def _export(cfg: Config, parent: str, source: Path, out: Path, cycle: int, record: dict[str, Any]) -> Path:
