@@ -10,6 +10,7 @@ the Ray Train loop (`train_loop.py`) only fetches the records and calls them.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +39,7 @@ def make_student(
 ) -> tuple[PreTrainedModel, GrowthRecord | None]:
     """The grown copy of `base` (or, with growth disabled, a plain copy whose every parameter trains)."""
     if not cfg.enabled:
-        student = type(base)(base.config)
-        student.load_state_dict(base.state_dict())
-        return student, None
+        return copy.deepcopy(base), None
     return grow(cast(LlamaForCausalLM, base), cfg, seed=seed, experts_so_far=experts_so_far)
 
 

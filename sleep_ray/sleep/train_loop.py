@@ -87,6 +87,12 @@ class _MetricsLog:
             self.writer.flush()
 
 
+def _push(model: torch.nn.Module, engines: list[Any], version: int, timeout: float) -> None:
+    """Put the trainable tensors in the object store once; every rollout engine loads them in place."""
+    ref = ray.put(trainable_arrays(model))
+    call([e.load_weights.remote(ref, version) for e in engines], timeout, "weight push")
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """The per-worker function given to `TorchTrainer`; `config` is built by `sleep_ray.sleep.run`."""
     s: SeedingConfig = config["seeding"]
@@ -104,7 +110,7 @@ def train_loop(config: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)  # decay would move frozen rows
     start = _restore(model, optimizer)
     if rank == 0 and start:
-        call([e.load_weights.remote(ray.put(trainable_arrays(model)), start) for e in engines], timeout, "weight push")
+        _push(model, engines, start, timeout)
     ddp = ray.train.torch.prepare_model(model)
     rng = random.Random(config["seed"] * 1_000_003 + rank * 7919 + start)
     use_lti = s.alpha < 1.0 and bool(dreams) and s.imitation_prompts > 0
@@ -166,8 +172,7 @@ def train_loop(config: dict[str, Any]) -> None:
         version = step + 1
         if rank == 0 and version % s.push_every == 0:
             t_push = time.time()
-            ref = ray.put(trainable_arrays(model))
-            call([e.load_weights.remote(ref, version) for e in engines], timeout, "weight push")
+            _push(model, engines, version, timeout)
             row["push_s"] = time.time() - t_push
         row.update(loss=float(loss.detach()), step_s=time.time() - t0)
         if metrics is not None:
