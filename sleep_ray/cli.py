@@ -5,6 +5,7 @@
     sleep-ray pretrain --config examples/tiny_cpu.yaml pretrain.steps=200
     sleep-ray eval     --config examples/tiny_cpu.yaml --checkpoint runs/tiny/base
     sleep-ray sleep    --config examples/sleep_tiny.yaml --cycle 1    # consolidate cycle 1's memories
+    sleep-ray serve    --config examples/tiny_cpu.yaml           # the wake endpoint on Ray Serve (Ctrl-C stops)
 
 Trailing `key=value` arguments override the config (OmegaConf dotlist). A subcommand is listed here only
 once it works.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -105,54 +107,76 @@ def cmd_sleep(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    """World, base model (the committed one when `model.path` names it, else pretrain), evaluation, one sleep
-    over cycle 1 (Knowledge Seeding on a local Ray cluster), evaluation of the grown model."""
+    """The whole story through the live endpoint (`sleep_ray/wake/demo.py`), then the full evaluation of the
+    model before and after sleep (report and plots)."""
+    import json
+
+    import ray
+    from ray import serve
+
     from sleep_ray.data.schema import fingerprint
     from sleep_ray.eval.run import run_eval
     from sleep_ray.models.checkpoint import read_meta
-    from sleep_ray.sleep.run import run_seeding
-    from sleep_ray.train.pretrain import pretrain
+    from sleep_ray.wake.demo import run_demo
+    from sleep_ray.wake.deploy import launch
 
     t0 = time.time()
     world, world_path = _world(cfg)
-    console.print(f"[1/4] world: {len(world.documents)} documents, {len(world.stream)} memories ({world_path})")
-    base = cfg.model.path or str(pretrain(cfg, world))
+    base = cfg.model.path
+    if not base:
+        raise ValueError("the demo serves model.path; pretrain first (sleep-ray pretrain) and set it")
     trained_on = read_meta(base).extra.get("world")
     if trained_on and trained_on != fingerprint(world):
         raise ValueError(f"{base} was pretrained on world {trained_on}, not on {world_path} ({fingerprint(world)})")
-    console.print(f"      base model: {base} (trained on world {trained_on or 'unknown'})")
-    before = run_eval(base, world, world_path, cfg, Path(cfg.run_dir) / "eval_base")
-    console.print(f"[2/4] evaluated the base model -> {cfg.run_dir}/eval_base/results.md")
-    memories = [m for m in world.stream if m.cycle == 1]
-    slept = run_seeding(
-        cfg, checkpoint=base, memories=memories, out_dir=Path(cfg.run_dir) / "sleep" / "cycle-1", cycle=1
-    )
-    console.print(
-        f"[3/4] slept on cycle 1 ({len(memories)} memories, {cfg.sleep.seeding.steps} steps, "
-        f"{slept.record['timings']['total_s']:.0f} s) -> {slept.checkpoint}"
-    )
-    after = run_eval(slept.checkpoint, world, world_path, cfg, Path(cfg.run_dir) / "eval_cycle1", stage="sleep1")
-    console.print(f"[4/4] evaluated the grown model -> {cfg.run_dir}/eval_cycle1/results.md")
-    rows = [
-        ("closed-book, base facts", "closed_book", "base"),
-        ("closed-book, cycle-1 new people", "new", "1"),
-        ("in context, cycle-1 new people", "new_in_context", "1"),
-    ]
-    console.print(f"      {'':34s} {'before':>7s} {'after':>7s}")
-    for label, metric, cycle in rows:
-        b = before.metrics["base"].get(metric, {}).get(cycle, float("nan"))
-        a = after.metrics["sleep1"].get(metric, {}).get(cycle, float("nan"))
-        console.print(f"      {label:34s} {b:7.3f} {a:7.3f}")
-    console.print(f"demo finished in {time.time() - t0:.0f} s")
+    shutil.rmtree(Path(cfg.run_dir) / "wake", ignore_errors=True)  # the demo starts from a fresh endpoint
+    ep = launch(args.config, list(args.overrides))
+    console.print(f"[1/6] wake endpoint {ep.url} serving {base} (weight version {ep.version})")
+    try:
+        out = run_demo(cfg, world, ep, console)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    report = Path(cfg.run_dir) / "demo.json"
+    report.write_text(json.dumps(out, indent=2))
+    if out["checkpoint"] and out["status"]["status"] == "swapped":
+        run_eval(base, world, world_path, cfg, Path(cfg.run_dir) / "eval_base")
+        run_eval(out["checkpoint"], world, world_path, cfg, Path(cfg.run_dir) / "eval_cycle1", stage="sleep1")
+        console.print(
+            f"[6/6] full evaluation: {cfg.run_dir}/eval_base/results.md, {cfg.run_dir}/eval_cycle1/results.md"
+        )
+    console.print(f"demo record: {report}; finished in {time.time() - t0:.0f} s")
+    return 0 if out["status"]["status"] == "swapped" else 1
+
+
+def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import ray
+    from ray import serve
+
+    from sleep_ray.wake.deploy import launch
+
+    ep = launch(args.config, list(args.overrides))
+    console.print(f"wake endpoint: {ep.url} (weight version {ep.version}); OpenAPI at {ep.url}/openapi.json")
+    console.print(f"admin token (memories, sleep, rollback): {ep.admin_token}")
+    console.print(f"Serve config (for `serve deploy` / RayService): {ep.config_path}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    serve.shutdown()
+    ray.shutdown()
     return 0
 
 
 COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
-    "demo": (cmd_demo, "run the tiny end-to-end job: world, base model, evaluation, one sleep, evaluation"),
+    "demo": (cmd_demo, "the tiny end-to-end job: serve, learn memories in context, sleep, swap, answer from weights"),
     "world": (cmd_world, "generate the synthetic knowledge world and memory stream"),
     "pretrain": (cmd_pretrain, "pretrain the base model (tokenizer included) on the world; resumable"),
     "eval": (cmd_eval, "evaluate a checkpoint on the world's probes: JSON, Markdown table, plots"),
     "sleep": (cmd_sleep, "consolidate one cycle's memories into a grown model (Knowledge Seeding on Ray)"),
+    "serve": (cmd_serve, "serve the wake endpoint: OpenAI-compatible API, memories, scheduled sleep, hot swap"),
 }
 
 

@@ -149,9 +149,9 @@ class SeedingConfig:
     z0: float = spec(0.5, lo=0.0, hi=1.0, help="normalized edit distance above which the surface reward is 0")
     topk: int = spec(0, lo=0, help="distil over the teacher's top-k tokens; 0 = full vocabulary")
     temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
-    steps: int = spec(900, lo=0)
+    steps: int = spec(1300, lo=0)
     lr: float = spec(1e-3, lo=0.0)
-    rehearsal_fraction: float = spec(0.7, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
+    rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
     batch_size: int = spec(24, lo=1, help="distillation prompts per optimizer step (per train worker)")
     questions_per_memory: int = spec(16, lo=0, help="questions the teacher writes about each memory (window)")
     prefixes_per_memory: int = spec(2, lo=0, help="opening-words prompts cut from each memory (window)")
@@ -190,10 +190,39 @@ class SleepConfig:
 
 
 @dataclass
+class GateConfig:
+    """The eval gate a slept-on checkpoint must pass before it replaces the serving one."""
+
+    questions_per_memory: int = spec(4, lo=1, help="held-out questions the serving model writes per memory")
+    rehearsal_questions: int = spec(64, lo=1, help="questions about old knowledge for the retention check")
+    min_gain: float = spec(0.05, lo=-1.0, hi=1.0, help="closed-book agreement gain on the memories' questions")
+    min_retention: float = spec(0.85, lo=0.0, hi=1.0, help="agreement with the serving model on old knowledge")
+    seed: int = 12345
+
+
+@dataclass
 class ServeConfig:
+    """The wake endpoint (`sleep-ray serve`): Ray Serve, OpenAI-compatible, memories, sleep scheduler."""
+
     host: str = "127.0.0.1"
     port: int = spec(8000, lo=1, hi=65535)
-    max_new_tokens: int = spec(32, lo=1)
+    dashboard_port: int = spec(8265, lo=1, hi=65535, help="Ray dashboard (Serve's REST deploy API) for swaps")
+    app_name: str = "sleep_ray"
+    model_name: str = spec("sleep-ray", help="the model id clients pass and /v1/models lists")
+    replicas: int = spec(1, lo=1)
+    cpus_per_replica: float = spec(0.5, lo=0.0)
+    max_new_tokens: int = spec(32, lo=1, help="default max_tokens of a completion")
+    max_tokens_limit: int = spec(256, lo=1, help="largest max_tokens a request may ask for")
+    admin_token: str = spec("", help="bearer token for memory/sleep/rollback routes; env SLEEP_RAY_ADMIN_TOKEN")
+    completion_token: str = spec("", help="bearer token for completion routes ('' = open); env SLEEP_RAY_API_TOKEN")
+    retrieval: bool = spec(True, help="prepend relevant unconsolidated memories to prompts")
+    retrieval_k: int = spec(1, lo=0, help="memories prepended per prompt at most")
+    max_memories_per_call: int = spec(64, lo=1)
+    max_memory_chars: int = spec(8000, lo=1)
+    sleep_after_memories: int = spec(0, lo=0, help="start a sleep at this many unconsolidated memories; 0 = off")
+    sleep_when_idle_s: float = spec(0.0, lo=0.0, help="start a sleep after this long without requests; 0 = off")
+    scheduler_poll_s: float = spec(2.0, lo=0.1)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 @dataclass

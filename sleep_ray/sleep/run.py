@@ -87,9 +87,16 @@ def _fit(trainer: Any, timeout_s: float) -> Any:
 
 
 def run_seeding(
-    cfg: Config, *, checkpoint: str, memories: list[Memory], out_dir: str | Path, cycle: int
+    cfg: Config,
+    *,
+    checkpoint: str,
+    memories: list[Memory],
+    out_dir: str | Path,
+    cycle: int,
+    version: int | None = None,
 ) -> SleepResult:
-    """Consolidate `memories` into a grown copy of `checkpoint`, written to `out_dir`. See the module docstring."""
+    """Consolidate `memories` into a grown copy of `checkpoint`, written to `out_dir` with weight version `version`
+    (default: the parent's + 1). See the module docstring."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -203,7 +210,7 @@ def run_seeding(
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train finished without a checkpoint (error: {result.error})")
         source = Path(result.checkpoint.path) / MODEL_DIR
-    exported = _export(cfg, checkpoint, source, out, cycle, record)
+    exported = _export(cfg, checkpoint, source, out, cycle, record, version)
     shutil.rmtree(work, ignore_errors=True)  # done: a rerun starts afresh; an interrupted run keeps it to resume
     return SleepResult(exported, record)
 
@@ -216,13 +223,15 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _export(cfg: Config, parent: str, source: Path, out: Path, cycle: int, record: dict[str, Any]) -> Path:
+def _export(
+    cfg: Config, parent: str, source: Path, out: Path, cycle: int, record: dict[str, Any], version: int | None
+) -> Path:
     """Copy the trained HF directory to `out` (atomically) with the new weight version and the run record."""
     parent_meta = read_meta(parent)
     growth = load_growth(source) if (source / "growth.json").is_file() else None
     experts = int(parent_meta.extra.get("experts", 0)) + (1 if growth is not None else 0)
     meta = CheckpointMeta(
-        version=parent_meta.version + 1,
+        version=parent_meta.version + 1 if version is None else version,
         step=int(record["steps"]),
         seed=cfg.seed,
         producer="sleep",

@@ -92,13 +92,14 @@ class TeacherSelf:
         for c, d in self._restated_cuts(contexts, restatements_per_memory, temperature, seed + 3):
             items.append(SeedPrompt(d.prefix, prompts.restatement(c) + d.prefix, "restatement", d.memory_id))
         n_rehearsal = round(len(items) * rehearsal_fraction / max(1e-9, 1.0 - rehearsal_fraction))
-        if n_rehearsal:
-            raw_qs = self._write(["Question:"] * n_rehearsal, seed + 1, 24, temperature)
-            for raw in raw_qs:
-                q = raw.split("\n", 1)[0].strip()
-                if q.endswith("?"):
-                    items.append(SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal"))
+        for q in self.old_questions(n_rehearsal, seed=seed + 1, temperature=temperature):
+            items.append(SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal"))
         return items
+
+    def old_questions(self, n: int, *, seed: int, temperature: float = 1.0) -> list[str]:
+        """Questions about what the model already knows, written with no memory (of `n` tries, the well-formed)."""
+        raw_qs = self._write(["Question:"] * n, seed, 24, temperature) if n > 0 else []
+        return [q for q in (raw.split("\n", 1)[0].strip() for raw in raw_qs) if q.endswith("?")]
 
     def _restated_cuts(
         self, contexts: list[tuple[str, str]], per_memory: int, temperature: float, seed: int

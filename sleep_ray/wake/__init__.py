@@ -1,0 +1,1 @@
+"""Wake: the served model, its memory store and the sleep scheduler."""

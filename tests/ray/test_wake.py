@@ -1,0 +1,230 @@
+"""The wake endpoint on real Ray Serve over loopback HTTP: OpenAI client, memories, auth, bad input, durability
+(kill -9 of the serving replica right after an acknowledgement), a sleep that swaps, rollback, and a schemathesis
+run against the OpenAPI document. One endpoint for the module (deploying costs tens of seconds)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+
+from sleep_ray.wake.deploy import launch, wait_until_up
+from sleep_ray.wake.store import WakeStore
+from tests.conftest import ROOT
+from tests.ray.test_sleep import SMALL_SLEEP
+
+pytestmark = pytest.mark.slow
+TOKEN = "test-admin-token"
+FACT = "Zorya Quill lives in Tarnholt. Zorya Quill works as a baker."
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def endpoint(ray_cluster, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("wake")
+    overrides = [
+        f"run_dir={run_dir}",
+        f"model.path={ROOT / 'examples' / 'tiny_base'}",
+        f"serve.port={_free_port()}",
+        "serve.max_memories_per_call=4",
+        "serve.max_memory_chars=400",
+        "serve.gate.min_gain=-1",
+        "serve.gate.min_retention=0",
+        "serve.gate.questions_per_memory=1",
+        "serve.gate.rehearsal_questions=8",
+        *SMALL_SLEEP,
+        "resources.train_workers=1",
+    ]
+    ep = launch(None, overrides, admin_token=TOKEN)
+    yield ep
+    from ray import serve
+
+    serve.delete("sleep_ray")
+
+
+def _admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_openai_client_completions_chat_streaming_and_version(endpoint):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{endpoint.url}/v1", api_key="unused")
+    assert [m.id for m in client.models.list().data] == ["sleep-ray"]
+    raw = client.completions.with_raw_response.create(
+        model="sleep-ray", prompt="Question: Where does Ana Vel live?\nAnswer:", max_tokens=6
+    )
+    assert raw.headers["x-weight-version"] == "0"
+    done = raw.parse()
+    assert done.choices[0].text and done.model_extra["weight_version"] == 0
+    chat = client.chat.completions.create(
+        model="sleep-ray", messages=[{"role": "user", "content": "Where does Ana Vel live?"}], max_tokens=8
+    )
+    assert chat.choices[0].message.content and "\n" not in chat.choices[0].message.content
+    pieces = list(
+        client.chat.completions.create(
+            model="sleep-ray",
+            messages=[{"role": "user", "content": "Where does Ana Vel live?"}],
+            max_tokens=8,
+            stream=True,
+        )
+    )
+    streamed = "".join(p.choices[0].delta.content or "" for p in pieces)
+    assert streamed == chat.choices[0].message.content  # greedy: streaming and not agree
+    assert pieces[-1].choices[0].finish_reason in ("stop", "length")
+    assert all(p.model_extra["weight_version"] == 0 for p in pieces)
+    text = "".join(
+        c.choices[0].text
+        for c in client.completions.create(model="sleep-ray", prompt="Question: Who", max_tokens=5, stream=True)
+    )
+    assert text
+
+
+def test_admin_routes_need_the_token(endpoint):
+    body = {"memories": [{"text": FACT}]}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert httpx.post(f"{endpoint.url}/v1/memories", json=body, headers=headers).status_code == 401
+        assert httpx.get(f"{endpoint.url}/v1/memories", headers=headers).status_code == 401
+        assert httpx.post(f"{endpoint.url}/v1/sleep", json={}, headers=headers).status_code == 401
+        assert httpx.post(f"{endpoint.url}/v1/rollback", headers=headers).status_code == 401
+    assert httpx.get(f"{endpoint.url}/v1/memories", headers=_admin()).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "case,kwargs,status",
+    [
+        ("malformed json", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422),
+        ("wrong type", {"json": {"memories": [{"text": 5}]}}, 422),
+        ("empty text", {"json": {"memories": [{"text": "  "}]}}, 422),
+        ("oversize text", {"json": {"memories": [{"text": "word " * 100}]}}, 422),
+        ("too many", {"json": {"memories": [{"text": f"Fact {i}."} for i in range(5)]}}, 422),
+        ("unknown field", {"json": {"memories": [{"text": "A fact.", "colour": "red"}]}}, 422),
+        ("bad kind", {"json": {"memories": [{"text": "A fact.", "kind": "rumour"}]}}, 422),
+        ("no memories", {"json": {"memories": []}}, 422),
+    ],
+)
+def test_bad_memories_get_4xx_and_change_nothing(endpoint, case, kwargs, status):
+    kwargs.setdefault("headers", {}).update(_admin())
+    r = httpx.post(f"{endpoint.url}/v1/memories", **kwargs)
+    assert r.status_code == status, (case, r.text)
+    assert r.json()["detail"]
+    assert httpx.get(f"{endpoint.url}/v1/memories", headers=_admin()).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"model": "sleep-ray", "prompt": "Hello " * 600, "max_tokens": 4}, 400),  # over the window
+        ({"model": "sleep-ray", "prompt": "Hi", "max_tokens": 10_000}, 400),
+        ({"model": "other", "prompt": "Hi"}, 404),
+        ({"model": "sleep-ray", "prompt": ""}, 422),
+        ({"model": "sleep-ray", "prompt": "Hi", "best_of": 3}, 422),
+        ({"model": "sleep-ray", "prompt": "Hi", "temperature": "hot"}, 422),
+    ],
+)
+def test_bad_completions_get_4xx(endpoint, body, status):
+    r = httpx.post(f"{endpoint.url}/v1/completions", json=body)
+    assert r.status_code == status, r.text
+    assert r.headers["x-weight-version"] == "0"
+
+
+def _replica_pid() -> int:
+    from ray.util.state import list_actors
+
+    alive = list_actors(filters=[("state", "=", "ALIVE")], detail=True)
+    return next(int(a.pid) for a in alive if "WakeServer" in (a.class_name or ""))
+
+
+def test_memory_is_durable_through_kill_9_and_used_in_context(endpoint):
+    r = httpx.post(
+        f"{endpoint.url}/v1/memories", json={"memories": [{"text": FACT, "memory_id": "zorya"}]}, headers=_admin()
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == ["zorya"] and r.json()["durable"]
+    os.kill(_replica_pid(), signal.SIGKILL)  # the replica that acknowledged dies at once
+    store = WakeStore(endpoint.config_path.parent)
+    assert [m.memory_id for m in store.unconsolidated()] == ["zorya"]
+    wait_until_up(endpoint.url, 180)  # Serve replaces the replica
+    ask = {"model": "sleep-ray", "messages": [{"role": "user", "content": "Where does Zorya Quill live?"}]}
+    used = httpx.post(f"{endpoint.url}/v1/chat/completions", json=ask, timeout=60).json()
+    assert used["memories_used"] == ["zorya"]
+    bare = httpx.post(f"{endpoint.url}/v1/chat/completions", json={**ask, "use_memories": False}, timeout=60).json()
+    assert bare["memories_used"] == []
+
+
+def test_sleep_swaps_every_replica_then_rollback(endpoint):
+    url = endpoint.url
+    r = httpx.post(f"{url}/v1/sleep", json={"reason": "test"}, headers=_admin(), timeout=60)
+    assert r.status_code == 202, r.text
+    sleep_id = r.json()["sleep_id"]
+    busy = httpx.post(f"{url}/v1/sleep", json={}, headers=_admin(), timeout=60)
+    assert busy.status_code == 409  # one sleep at a time
+    seen, deadline, status = set(), time.time() + 600, {}
+    while time.time() < deadline:
+        status = httpx.get(f"{url}/v1/sleep/{sleep_id}", headers=_admin(), timeout=60).json()
+        seen.add(status["status"])
+        v = httpx.post(f"{url}/v1/completions", json={"model": "sleep-ray", "prompt": "Question:", "max_tokens": 3})
+        assert v.status_code == 200  # serving continues throughout
+        if status["status"] in ("swapped", "rejected", "failed"):
+            break
+        time.sleep(1)
+    assert status["status"] == "swapped", status
+    assert status["info"]["gate"]["questions"] >= 1
+    assert httpx.get(f"{url}/v1/version").json()["weight_version"] == 1
+    r = httpx.post(f"{url}/v1/completions", json={"model": "sleep-ray", "prompt": "Question:", "max_tokens": 3})
+    assert r.json()["weight_version"] == 1 and r.headers["x-weight-version"] == "1"
+    consumed = httpx.get(f"{url}/v1/memories", params={"consumed": True}, headers=_admin()).json()
+    assert [m["consumed_by"] for m in consumed["data"]] == [sleep_id]
+    nothing = httpx.post(f"{url}/v1/sleep", json={}, headers=_admin(), timeout=60)
+    assert nothing.status_code == 409  # every memory is consolidated
+
+    back = httpx.post(f"{url}/v1/rollback", headers=_admin(), timeout=300)
+    assert back.status_code == 200 and back.json()["weight_version"] == 0
+    assert httpx.get(f"{url}/v1/version").json()["weight_version"] == 0
+    assert httpx.get(f"{url}/v1/memories", params={"consumed": False}, headers=_admin()).json()["total"] == 1
+    assert httpx.post(f"{url}/v1/rollback", headers=_admin(), timeout=60).status_code == 409  # nothing older
+
+
+def test_openapi_document_matches_the_server_and_holds_no_5xx(endpoint):
+    """schemathesis generates requests from /openapi.json (valid and invalid) against the live endpoint: no 5xx,
+    and every status code, content type and body is one the document declares."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    schema = schemathesis.openapi.from_url(f"{endpoint.url}/openapi.json")
+    ops = schema.exclude(path_regex="^/v1/(sleep|rollback)")  # these start sleeps and swaps: tested above
+    failures, calls = [], []
+
+    def fuzz(op):
+        @settings(
+            max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+        )
+        @given(case=op.as_strategy())
+        def check(case):
+            response = case.call(headers=_admin(), timeout=60)
+            calls.append(response.status_code)
+            try:
+                case.validate_response(response, checks=checks)
+            except Exception as e:  # collect, so one report names every failing operation
+                failures.append(f"{op.label}: {e}")
+
+        check()
+
+    for result in ops.get_all_operations():
+        fuzz(result.ok())
+    assert len(calls) >= 30 and not failures, (len(calls), failures[:5])
