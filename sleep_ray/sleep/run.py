@@ -86,6 +86,24 @@ def _fit(trainer: Any, timeout_s: float) -> Any:
         pool.shutdown(wait=False)
 
 
+def check_resources(cfg: Config) -> None:
+    """Fail fast, naming the key, when the cluster can never hold what this sleep asks for (Ray would otherwise
+    wait forever for a Train worker or an actor that does not fit)."""
+    r = cfg.resources
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    biggest = max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0)
+    total = float(ray.cluster_resources().get("CPU", 0))
+    for key, cpus in (("cpus_per_train_worker", r.cpus_per_train_worker), ("cpus_per_actor", r.cpus_per_actor)):
+        if cpus > biggest:
+            raise ValueError(f"resources.{key}={cpus:g} is more than any node of this cluster has ({biggest:g} CPUs)")
+    need = r.train_workers * r.cpus_per_train_worker + (2 + r.rollout_engines) * r.cpus_per_actor
+    if need > total:
+        raise ValueError(
+            f"this sleep needs {need:g} CPUs (resources.train_workers x cpus_per_train_worker + "
+            f"(2 + rollout_engines) x cpus_per_actor) but the cluster has {total:g}"
+        )
+
+
 def run_seeding(
     cfg: Config,
     *,
@@ -116,6 +134,7 @@ def run_seeding(
     times["grow_s"] = time.time() - t0
     if not ray.is_initialized():
         ray.init(num_cpus=int(r.num_cpus) or None, log_to_driver=False, configure_logging=False)
+    check_resources(cfg)
 
     t = time.time()
     cpus = r.cpus_per_actor

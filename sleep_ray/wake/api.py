@@ -25,15 +25,20 @@ class Strict(BaseModel):
 # ----------------------------------------------------------------------------------------------- completions
 
 
-class CompletionRequest(Strict):
+class _Sampling(Strict):
+    """What completions and chat share."""
+
     model: str
-    prompt: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     stop: str | list[str] | None = None
     stream: bool = False
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     use_memories: bool | None = Field(default=None, description="sleep_ray: prepend relevant memories")
+
+
+class CompletionRequest(_Sampling):
+    prompt: str = Field(min_length=1)
 
 
 class ChatMessage(Strict):
@@ -41,15 +46,8 @@ class ChatMessage(Strict):
     content: str
 
 
-class ChatRequest(Strict):
-    model: str
+class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    use_memories: bool | None = Field(default=None, description="sleep_ray: prepend relevant memories")
 
 
 class Usage(BaseModel):

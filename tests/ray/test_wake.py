@@ -228,3 +228,35 @@ def test_openapi_document_matches_the_server_and_holds_no_5xx(endpoint):
     for result in ops.get_all_operations():
         fuzz(result.ok())
     assert len(calls) >= 30 and not failures, (len(calls), failures[:5])
+
+
+def _scheduler(run_dir, extra):
+    """A SleepScheduler with a real store and a swap that records what it was asked (no Serve needed)."""
+    from sleep_ray.config import load_config
+    from sleep_ray.wake.scheduler import SleepScheduler, ensure_base_version
+
+    overrides = [f"run_dir={run_dir}", f"model.path={ROOT / 'examples' / 'tiny_base'}", *SMALL_SLEEP, *extra]
+    cfg = load_config(None, [*overrides, "resources.train_workers=1", "serve.gate.rehearsal_questions=8"])
+    store = WakeStore(run_dir / "wake")
+    ensure_base_version(store, cfg.model.path)
+    store.add_memories([(FACT, "document", "zorya")])
+    swaps = []
+    return SleepScheduler(cfg, store, lambda ckpt, v: swaps.append((ckpt, v))), store, swaps
+
+
+@pytest.mark.parametrize(
+    "extra,status,why",
+    [
+        (["serve.gate.min_gain=1.0"], "rejected", "gate.min_gain"),  # a sleep that learnt too little
+        (["resources.cpus_per_train_worker=64"], "failed", "resources.cpus_per_train_worker"),  # a crashed sleep
+    ],
+)
+def test_failed_gate_or_crashed_sleep_leaves_the_serving_model(ray_cluster, tmp_path, extra, status, why):
+    scheduler, store, swaps = _scheduler(tmp_path, extra)
+    rec = scheduler.start("test")
+    scheduler._thread.join(timeout=600)
+    done = store.get_sleep(rec.sleep_id)
+    assert done.status == status, done.info
+    assert why in (done.info.get("why") or done.info.get("error", ""))
+    assert swaps == [] and store.active_version() == 0  # nothing swapped
+    assert [m.memory_id for m in store.unconsolidated()] == ["zorya"]  # the memory stays in context
