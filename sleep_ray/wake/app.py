@@ -192,23 +192,30 @@ class WakeServer:
             )
         return n
 
-    def _context(self, w: Weights, query: str, use: bool | None, budget: int) -> tuple[str, list[str]]:
-        if not (self.retrieval if use is None else use) or self.cfg.serve.retrieval_k == 0 or budget <= 8:
-            return "", []
+    def _prepare(
+        self, w: Weights, body: Any, bare: str, query: str, default_stops: list[str]
+    ) -> tuple[int, str, list[str], list[str]]:
+        """Check the request against the limits and find the memories to prepend:
+        (max_tokens, context, ids of the memories used, stop strings)."""
+        prompt_tokens = w.count(bare)
+        n = self._limits(w, body.model, body.max_tokens, prompt_tokens)
+        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or []) or default_stops
+        budget = w.window - prompt_tokens - n - 8
+        use = self.retrieval if body.use_memories is None else body.use_memories
+        if not use or self.cfg.serve.retrieval_k == 0 or budget <= 8:
+            return n, "", [], stops
         mems = self.store.unconsolidated()
-        text = context_for(query, mems, self.cfg.serve.retrieval_k, w.count, budget)
-        return text, [m.memory_id for m in mems if text and m.text in text]
+        context = context_for(query, mems, self.cfg.serve.retrieval_k, w.count, budget)
+        return n, context, [m.memory_id for m in mems if context and m.text in context], stops
 
     @app.post("/v1/completions", response_model=api.CompletionResponse)
     async def completions(self, body: api.CompletionRequest, creds: Creds) -> Any:
         _check(creds, self.api_token)
         w = self._w()
         self._activity()
-        n = self._limits(w, body.model, body.max_tokens, w.count(body.prompt))
-        context, used = self._context(w, body.prompt, body.use_memories, w.window - w.count(body.prompt) - n - 8)
+        n, context, used, stops = self._prepare(w, body, body.prompt, body.prompt, [])
         prompt = completion_prompt(body.prompt, context)
-        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        return await self._answer(w, "text_completion", prompt, n, body.temperature, stops, body.seed, body, used)
+        return await self._answer(w, "text_completion", prompt, n, stops, body, used)
 
     @app.post("/v1/chat/completions", response_model=api.ChatResponse)
     async def chat(self, body: api.ChatRequest, creds: Creds) -> Any:
@@ -216,19 +223,15 @@ class WakeServer:
         w = self._w()
         self._activity()
         messages = [(m.role, m.content) for m in body.messages]
-        bare = chat_prompt(w, messages, "")
-        n = self._limits(w, body.model, body.max_tokens, w.count(bare))
         query = next((c for r, c in reversed(messages) if r == "user"), "")
-        context, used = self._context(w, query, body.use_memories, w.window - w.count(bare) - n - 8)
-        prompt = chat_prompt(w, messages, context)
-        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        if not getattr(w.tokenizer, "chat_template", None):
-            stops = stops or ["\n"]  # the tiny models answer in one line
-        return await self._answer(w, "chat.completion", prompt, n, body.temperature, stops, body.seed, body, used)
+        one_line = [] if getattr(w.tokenizer, "chat_template", None) else ["\n"]  # the tiny models answer in a line
+        n, context, used, stops = self._prepare(w, body, chat_prompt(w, messages, ""), query, one_line)
+        return await self._answer(w, "chat.completion", chat_prompt(w, messages, context), n, stops, body, used)
 
     async def _answer(
-        self, w: Weights, kind: str, prompt: str, n: int, temp: float, stops: list[str], seed: Any, body: Any, used: Any
+        self, w: Weights, kind: str, prompt: str, n: int, stops: list[str], body: Any, used: list[str]
     ) -> Any:
+        temp, seed = body.temperature, body.seed
         rid, created, headers = f"cmpl-{uuid.uuid4().hex[:16]}", int(time.time()), {VERSION_HEADER: str(w.version)}
         if body.stream:
             return StreamingResponse(
