@@ -58,7 +58,6 @@ class SleepScheduler:
         self.last_activity = time.time()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._out: dict[str, Path] = {}
         for rec in store.list_sleeps():  # a sleep that was running when the endpoint died did not finish
             if rec.status in ("queued", "running", "gating"):
                 self._put(rec, "failed", error="the endpoint stopped during this sleep")
@@ -95,15 +94,18 @@ class SleepScheduler:
                 raise NothingToSleepOnError("no unconsolidated memories to sleep on")
             version = max(r.version for r in self.store.versions()) + 1
             sleep_id = f"sleep-{len(self.store.list_sleeps()) + 1:04d}"
-            out = self.root / "checkpoints" / f"v{version}"
+            out = self._checkpoint(version)
             info = {"reason": reason, "version": version, "memories": [m.memory_id for m in memories]}
             rec = SleepRecord(sleep_id, "queued", time.time(), time.time(), info)
             self.store.put_sleep(rec)
             self.store.export_stream(memories, self.root / "sleeps" / sleep_id / "memories.parquet", cycle=version)
-            self._out[sleep_id] = out
             self._thread = threading.Thread(target=self._run, args=(rec, memories, out), daemon=True)
             self._thread.start()
             return rec
+
+    def _checkpoint(self, version: int) -> Path:
+        """Where the sleep that makes `version` writes its checkpoint (metrics beside it, in `<dir>.logs`)."""
+        return self.root / "checkpoints" / f"v{version}"
 
     def _put(self, rec: SleepRecord, status: str, **info: Any) -> SleepRecord:
         new = SleepRecord(rec.sleep_id, status, rec.created, time.time(), {**rec.info, **info})
@@ -139,9 +141,9 @@ class SleepScheduler:
         rec = self.store.get_sleep(sleep_id)
         if rec is None or rec.status != "running":
             return rec
-        out = self._out.get(sleep_id)
-        metrics = out.with_name(out.name + ".logs") / "metrics.jsonl" if out else None
-        if metrics is not None and metrics.is_file():
+        out = self._checkpoint(int(rec.info["version"]))
+        metrics = out.with_name(out.name + ".logs") / "metrics.jsonl"
+        if metrics.is_file():
             lines = metrics.read_text().splitlines()
             last = json.loads(lines[-1]) if lines else {}
             steps = self.cfg.sleep.seeding.steps
