@@ -162,6 +162,7 @@ class SeedingConfig:
     imitation_prompts: int = spec(2, lo=0, help="dream prefixes per step, each completed group_size times")
     group_size: int = spec(4, lo=1, help="completions per dream prefix (GRPO-style group baseline)")
     push_every: int = spec(1, lo=1, help="optimizer steps between weight pushes to the rollout engines")
+    prefetch: bool = spec(True, help="sample the next step's rollouts while this step trains (one version stale)")
     max_staleness: int = spec(2, lo=0, help="reject a student sample more than this many versions old")
     checkpoint_every: int = spec(50, lo=1, help="optimizer steps between Ray Train checkpoints (resume points)")
     log_every: int = spec(10, lo=1)
@@ -169,14 +170,30 @@ class SeedingConfig:
 
 @dataclass
 class DreamingConfig:
-    """Dreaming: self-written rehearsal data, scored by trial, generator improved by ReST-EM."""
+    """Dreaming: self-written dreams, scored by trial, generator improved by ReST-EM, best dreams rehearsed."""
 
-    enabled: bool = True
-    dreams_per_memory: int = spec(8, lo=1)
-    top_k: int = spec(4, lo=0)
-    random_b: int = spec(2, lo=0)
-    rest_em_rounds: int = spec(1, lo=0)
-    random_expert: bool = False
+    enabled: bool = spec(True, help="run stage 2 after Knowledge Seeding (sleep-ray sleep --stages)")
+    kinds: list[str] = spec(["qa", "restatement"], help="dream kinds the generator writes, in turn")
+    dreams_per_memory: int = spec(8, lo=1, help="dreams sampled about each memory (window) per round")
+    top_k: int = spec(4, lo=0, help="importance filter: dreams kept per memory by gradient norm")
+    random_b: int = spec(2, lo=0, help="importance filter: further dreams kept per memory at random")
+    filter: bool = spec(True, help="false: every dream goes to trial (the 'no importance filter' ablation)")
+    rest_em_rounds: int = spec(1, lo=0, help="ReST-EM M-steps (E-step sampling runs rounds + 1 times)")
+    probes_per_memory: int = spec(4, lo=1, help="sleep-time probe questions per memory (held-out seed)")
+    probe_seed: int = spec(777, help="seed of the probes, kept apart from the sleep's own prompts")
+    lora_rank: int = spec(8, lo=1, help="LoRA rank of trial copies and of the generator's adapter")
+    trial_steps: int = spec(6, lo=1, help="SFT steps of a trial copy on its one dream")
+    trial_lr: float = spec(5e-3, lo=0.0)
+    trial_timeout_s: float = spec(120.0, lo=1.0, help="a trial that takes longer is re-run on a fresh actor")
+    generator_steps: int = spec(40, lo=0, help="ReST-EM M-step: SFT steps of the generator on the winners")
+    generator_lr: float = spec(1e-3, lo=0.0)
+    batch_size: int = spec(8, lo=1, help="generator SFT batch")
+    max_new_tokens: int = spec(32, lo=4, help="length limit of a dream and of a probe answer")
+    temperature: float = spec(1.0, lo=1e-3)
+    num_workers: int = spec(1, lo=1, help="reward-critic actors running trials (and dream-generator actors)")
+    rehearsal: bool = spec(True, help="mix self-rehearsal of old knowledge into the student's dream training")
+    rehearsal_steps: int = spec(300, lo=0, help="student optimizer steps on the winning dreams (+ rehearsal)")
+    random_expert: bool = spec(False, help="not implemented: must stay false")
 
 
 @dataclass
@@ -242,6 +259,7 @@ class ResourcesConfig:
     cpus_per_actor: float = spec(0.25, lo=0.0)
     threads_per_process: int = spec(1, lo=1, help="torch threads in each actor and train worker")
     rollout_engines: int = spec(1, lo=1, help="rollout engine actors (scale out on a cluster)")
+    teachers: int = spec(1, lo=1, help="teacher-self actors: they share the writing of the material and the scoring")
     engine: str = spec("hf", choices=("hf", "vllm"), help="rollout engine: HF generate, or vLLM")
     call_timeout_s: float = spec(300.0, lo=0.0, help="every remote call raises after this many seconds")
     fit_timeout_s: float = spec(3600.0, lo=1.0, help="a sleep's Ray Train fit() fails after this many seconds")

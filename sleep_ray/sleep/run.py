@@ -26,7 +26,7 @@ from typing import Any
 import ray
 import torch
 
-from sleep_ray.config import Config, to_yaml
+from sleep_ray.config import Config, ConfigError, to_yaml
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
@@ -35,7 +35,7 @@ from sleep_ray.sleep.critic import RewardCritic
 from sleep_ray.sleep.records import RoleTimeoutError, call
 from sleep_ray.sleep.student import load_growth, make_student, save_growth
 from sleep_ray.sleep.teacher import TeacherSelf
-from sleep_ray.sleep.train_loop import MODEL_DIR, train_loop
+from sleep_ray.sleep.train_loop import MODEL_DIR, shares, train_loop
 
 log = logging.getLogger(__name__)
 RECORD_FILE = "sleep_record.json"
@@ -96,12 +96,51 @@ def check_resources(cfg: Config) -> None:
     for key, cpus in (("cpus_per_train_worker", r.cpus_per_train_worker), ("cpus_per_actor", r.cpus_per_actor)):
         if cpus > biggest:
             raise ValueError(f"resources.{key}={cpus:g} is more than any node of this cluster has ({biggest:g} CPUs)")
-    need = r.train_workers * r.cpus_per_train_worker + (2 + r.rollout_engines) * r.cpus_per_actor
+    need = r.train_workers * r.cpus_per_train_worker + (1 + r.teachers + r.rollout_engines) * r.cpus_per_actor
     if need > total:
         raise ValueError(
             f"this sleep needs {need:g} CPUs (resources.train_workers x cpus_per_train_worker + "
-            f"(2 + rollout_engines) x cpus_per_actor) but the cluster has {total:g}"
+            f"(1 + teachers + rollout_engines) x cpus_per_actor) but the cluster has {total:g}"
         )
+
+
+def _material(
+    cfg: Config, teachers: list[Any], memories: list[Memory], cycle: int
+) -> tuple[list[Any], list[Any], list[list[Any]]]:
+    """The teacher-selves write the sleep's material, each a share of the memories: the distillation prompts
+    (with self-rehearsal), the Learning-to-Imitate dreams, and `teacher_samples` continuations of every prompt
+    (the pool the off-policy half draws from). Returns (items, dreams, pool) with pool[i] the samples of item i."""
+    s, timeout = cfg.sleep.seeding, cfg.resources.call_timeout_s
+    seed = cfg.seed + cycle
+    parts = [(t, m, seed + 7919 * k) for k, (t, m) in enumerate(zip(teachers, shares(memories, len(teachers)))) if m]
+    kw = {"temperature": s.temperature}
+    refs = [
+        t.write_prompts.remote(
+            m,
+            questions_per_memory=s.questions_per_memory,
+            prefixes_per_memory=s.prefixes_per_memory,
+            restatements_per_memory=s.restatements_per_memory,
+            rehearsal_fraction=s.rehearsal_fraction,
+            seed=sd,
+            **kw,
+        )
+        for t, m, sd in parts
+    ]
+    if s.alpha < 1.0 and s.dreams_per_memory:
+        refs += [t.write_dreams.remote(m, per_memory=s.dreams_per_memory, seed=sd, **kw) for t, m, sd in parts]
+    written = call(refs, timeout, "teacher-self write_prompts / write_dreams")
+    items = [it for part in written[: len(parts)] for it in part]
+    dreams = [d for part in written[len(parts) :] for d in part]
+    if not items:
+        raise ValueError(f"the teacher wrote no usable prompts about cycle {cycle}'s {len(memories)} memories")
+    n = s.teacher_samples
+    parts_of_items = [x for x in shares(items, len(teachers)) if x]
+    refs = [
+        t.sample.remote(x, n=n, max_new_tokens=s.max_new_tokens, seed=seed + 7919 * k, **kw)
+        for k, (t, x) in enumerate(zip(teachers, parts_of_items))
+    ]
+    samples = [r for part in call(refs, timeout, "teacher-self sample") for r in part]
+    return items, dreams, [samples[i * n : (i + 1) * n] for i in range(len(items))]
 
 
 def run_seeding(
@@ -121,6 +160,12 @@ def run_seeding(
     if not memories:
         raise ValueError(f"cycle {cycle} has no memories to consolidate")
     s, r = cfg.sleep.seeding, cfg.resources
+    oldest = s.push_every - (0 if s.prefetch else 1)  # versions a sample can lag behind the trainer
+    if oldest > s.max_staleness:
+        raise ConfigError(
+            f"sleep.seeding.max_staleness={s.max_staleness} would reject the samples of every step: with "
+            f"push_every={s.push_every} and prefetch={s.prefetch} they lag up to {oldest} versions"
+        )
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
     logs = out.with_name(out.name + ".logs")  # metrics.jsonl and TensorBoard; kept after the sleep
@@ -138,40 +183,14 @@ def run_seeding(
 
     t = time.time()
     cpus = r.cpus_per_actor
-    teacher = _actor(TeacherSelf, cpus).remote(checkpoint, threads=r.threads_per_process)
+    teachers = [_actor(TeacherSelf, cpus).remote(checkpoint, threads=r.threads_per_process) for _ in range(r.teachers)]
     critic = _actor(RewardCritic, cpus).remote(checkpoint, gamma=s.gamma, z0=s.z0, threads=r.threads_per_process)
     engine_cls, init = _engine_class(cfg), str(work / "init")
     kw = {"threads": r.threads_per_process} if engine_cls is HFEngine else {}
     engines = [_actor(engine_cls, cpus).remote(init, version=0, **kw) for _ in range(r.rollout_engines)]
-    actors = [teacher, critic, *engines]
+    actors = [*teachers, critic, *engines]
     try:
-        items = call(
-            teacher.write_prompts.remote(
-                memories,
-                questions_per_memory=s.questions_per_memory,
-                prefixes_per_memory=s.prefixes_per_memory,
-                restatements_per_memory=s.restatements_per_memory,
-                rehearsal_fraction=s.rehearsal_fraction,
-                temperature=s.temperature,
-                seed=cfg.seed + cycle,
-            ),
-            r.call_timeout_s,
-            "teacher-self write_prompts",
-        )
-        if not items:
-            raise ValueError(f"the teacher wrote no usable prompts about cycle {cycle}'s {len(memories)} memories")
-        dreams = []
-        if s.alpha < 1.0 and s.dreams_per_memory:
-            ref = teacher.write_dreams.remote(
-                memories, per_memory=s.dreams_per_memory, temperature=s.temperature, seed=cfg.seed + cycle
-            )
-            dreams = call(ref, r.call_timeout_s, "teacher-self write_dreams")
-        n = s.teacher_samples
-        ref = teacher.sample.remote(
-            items, n=n, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=cfg.seed + cycle
-        )
-        samples = call(ref, r.call_timeout_s, "teacher-self sample")
-        pool = [samples[i * n : (i + 1) * n] for i in range(len(items))]
+        items, dreams, pool = _material(cfg, teachers, memories, cycle)
         times["material_s"] = time.time() - t
 
         t = time.time()
@@ -183,7 +202,7 @@ def run_seeding(
                 "seed": cfg.seed + cycle,
                 "threads": r.threads_per_process,
                 "timeout_s": r.call_timeout_s,
-                "teacher": teacher,
+                "teachers": teachers,
                 "critic": critic,
                 "engines": engines,
                 "items": items,

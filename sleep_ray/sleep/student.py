@@ -73,6 +73,17 @@ def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text)["input_ids"])
 
 
+def student_logits(
+    student: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    completions: Sequence[Sequence[int]],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The student's logits on each completion after its prompt (no context): logits [B, T, V], tokens [B, T],
+    mask [B, T]. Computed before the teacher's or the critic's answer arrives, so the two overlap."""
+    return completion_logits(student, [_ids(tokenizer, p) for p in prompts], completions, pad_id=tokenizer.pad_token_id)
+
+
 def distill_loss(
     student: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -88,9 +99,18 @@ def distill_loss(
     """
     if not items:
         raise ValueError("distill_loss needs at least one item")
-    s_logits, _, mask = completion_logits(
-        student, [_ids(tokenizer, it.student) for it in items], completions, pad_id=tokenizer.pad_token_id
-    )  # [B, T, V]
+    s_logits, _, mask = student_logits(student, tokenizer, [it.student for it in items], completions)
+    return distill_from_logits(s_logits, mask, completions, teacher, cfg)
+
+
+def distill_from_logits(
+    s_logits: Tensor,
+    mask: Tensor,
+    completions: Sequence[Sequence[int]],
+    teacher: Sequence[TeacherLogits],
+    cfg: SeedingConfig,
+) -> Tensor:
+    """`distill_loss` given the student's logits [B, T, V] and mask [B, T] (from `student_logits`)."""
     b, t = mask.shape
     width = teacher[0].values.shape[-1]
     t_logits = torch.zeros((b, t, width), dtype=torch.float32)
@@ -123,10 +143,15 @@ def imitation_loss(
     rewards[i] is the critic's r for completion i. Returns the mean over sequences of the per-token loss
     -A_i * log S(y_i,n | prefix_i, y_i,<n), averaged over each sequence's tokens.
     """
+    logits, tokens, mask = student_logits(student, tokenizer, [d.prefix for d in dreams], completions)
+    return imitation_from_logits(logits, tokens, mask, rewards, group_size=group_size, temperature=temperature)
+
+
+def imitation_from_logits(
+    logits: Tensor, tokens: Tensor, mask: Tensor, rewards: Sequence[float], *, group_size: int, temperature: float
+) -> Tensor:
+    """`imitation_loss` given the student's logits [B, T, V], tokens [B, T] and mask [B, T]."""
     adv = group_advantages(torch.tensor(list(rewards), dtype=torch.float32), group_size=group_size)
-    logits, tokens, mask = completion_logits(
-        student, [_ids(tokenizer, d.prefix) for d in dreams], completions, pad_id=tokenizer.pad_token_id
-    )
     logprobs = token_logprobs(logits, tokens, temperature=temperature)
     per_token = policy_gradient_loss(logprobs, adv, mask)
-    return masked_mean(sequence_mean(per_token, mask), torch.ones(len(dreams), dtype=torch.bool))
+    return masked_mean(sequence_mean(per_token, mask), torch.ones(len(rewards), dtype=torch.bool))

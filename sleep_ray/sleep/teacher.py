@@ -52,7 +52,7 @@ class TeacherSelf:
         window = int(self.model.config.max_position_embeddings)
         self.context_tokens = context_tokens or max(32, window - 160)  # room for the question and the answer
 
-    def _contexts(self, memories: Sequence[Memory]) -> list[tuple[str, str]]:
+    def contexts(self, memories: Sequence[Memory]) -> list[tuple[str, str]]:
         """(memory_id, text) pairs, a long memory split into windows of whole sentences."""
         count = lambda s: len(self.tokenizer(s)["input_ids"])  # noqa: E731
         return [(m.memory_id, w) for m in memories for w in windows(m.text, count, self.context_tokens)]
@@ -76,7 +76,7 @@ class TeacherSelf:
     ) -> list[SeedPrompt]:
         """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share)."""
         rng = random.Random(seed)
-        contexts = self._contexts(memories)
+        contexts = self.contexts(memories)
         items: list[SeedPrompt] = []
         asks = [(mid, c) for mid, c in contexts for _ in range(questions_per_memory)]
         written = self._write([prompts.question_writing(c) for _, c in asks], seed, 24, temperature)
@@ -121,7 +121,7 @@ class TeacherSelf:
         self, memories: Sequence[Memory], *, per_memory: int, temperature: float, seed: int
     ) -> list[Dream]:
         """Learning-to-Imitate items: sentences of the teacher's restatements of each memory, cut at random."""
-        return [d for _, d in self._restated_cuts(self._contexts(memories), per_memory, temperature, seed)]
+        return [d for _, d in self._restated_cuts(self.contexts(memories), per_memory, temperature, seed)]
 
     def sample(
         self,
@@ -137,6 +137,11 @@ class TeacherSelf:
         texts = [it.teacher for it in items for _ in range(n)]
         written = self._write(texts, seed, max_new_tokens, temperature)
         return [make_rollout(self.tokenizer, t, raw, stops, -1, "teacher") for t, raw in zip(texts, written)]
+
+    def answer(self, texts: Sequence[str], *, max_new_tokens: int) -> list[str]:
+        """Greedy continuations of `texts` (the first line): the teacher's answers, e.g. to in-context questions."""
+        raw = complete(self.model, self.tokenizer, list(texts), max_new_tokens)
+        return [r.split("\n", 1)[0] for r in raw]
 
     @torch.no_grad()
     def score(

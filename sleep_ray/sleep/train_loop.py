@@ -1,12 +1,14 @@
 """The student-large's training loop: one Ray Train worker (DDP; gloo on CPU, NCCL on GPU) per rank.
 
 Each optimizer step, every rank:
-  1. draws `batch_size` distillation prompts; for a `lmbda` share the student samples the continuation (a
-     rollout engine, no context), for the rest a stored teacher sample is used;
-  2. rejects any student sample older than `max_staleness` weight versions;
-  3. asks the teacher-self for its logits on those continuations (memory in context) -> L_dist;
-  4. (alpha < 1) has the rollout engine complete `imitation_prompts` dream prefixes `group_size` times, the
-     reward-critic score them -> L_lti;
+  1. takes the rollouts its plan asked for: `batch_size` distillation prompts, for a `lmbda` share the student
+     sampled the continuation (a rollout engine, no context), for the rest a stored teacher sample is used;
+     and (alpha < 1) `imitation_prompts` dream prefixes completed `group_size` times;
+  2. with `prefetch`, asks the engine for the next step's rollouts at once, so that sampling overlaps the
+     rest of this step (those samples come from weights one version older);
+  3. rejects any student sample older than `max_staleness` weight versions;
+  4. asks the teacher-self for its logits on the continuations (memory in context) -> L_dist, and at the same
+     time the reward-critic for the completions' rewards -> L_lti, while it runs its own forward passes;
   5. steps the optimizer on alpha * L_dist + (1 - alpha) * L_lti (DDP averages the expert's gradients).
 Rank 0 then pushes the trainable tensors to every rollout engine (numpy arrays through the object store,
 version = optimizer steps taken), logs metrics, and saves Ray Train checkpoints from which a rerun resumes.
@@ -18,6 +20,7 @@ import json
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,11 @@ from sleep_ray.config import SeedingConfig
 from sleep_ray.sleep.records import call, check_fresh
 from sleep_ray.sleep.student import (
     GROWTH_FILE,
-    distill_loss,
-    imitation_loss,
+    distill_from_logits,
+    imitation_from_logits,
     load_student,
     prepare_trainable,
+    student_logits,
     trainable_arrays,
 )
 
@@ -93,6 +97,50 @@ def _push(model: torch.nn.Module, engines: list[Any], version: int, timeout: flo
     call([e.load_weights.remote(ref, version) for e in engines], timeout, "weight push")
 
 
+@dataclass
+class _Plan:
+    """One step's draws and the rollout requests issued for it (so they can be issued a step early)."""
+
+    batch: list[Any]
+    on_policy: list[bool]
+    teacher_done: list[Any]  # the stored teacher sample for each off-policy item (None where on-policy)
+    rolls: Any  # ObjectRef of the on-policy rollouts, or None
+    dreams: list[Any]
+    lti: Any  # ObjectRef of the imitation completions, or None
+
+
+def _plan(step: int, rng: random.Random, engine: Any, config: dict[str, Any], use_lti: bool) -> _Plan:
+    """Draw step `step`'s prompts (all of its randomness, in a fixed order) and ask the engine for its rollouts."""
+    s: SeedingConfig = config["seeding"]
+    items, pool, dreams = config["items"], config["teacher_pool"], config["dreams"]
+    idx = rng.sample(range(len(items)), min(s.batch_size, len(items)))
+    on_policy = [rng.random() < s.lmbda for _ in idx]
+    stored = [None if on else rng.choice(pool[i]) for i, on in zip(idx, on_policy)]
+    batch = [items[i] for i in idx]
+    gen_seed = config["seed"] * 1_000_003 + step * 101 + config["rank"]
+    asked = [it.student for it, on in zip(batch, on_policy) if on]
+    kw = {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature}
+    rolls = engine.generate.remote(asked, n=1, seed=gen_seed, **kw) if asked else None
+    chosen, lti = [], None
+    if use_lti:
+        chosen = rng.sample(dreams, min(s.imitation_prompts, len(dreams)))
+        prefixes = [d.prefix for d in chosen]
+        lti = engine.generate.remote(prefixes, n=s.group_size, seed=gen_seed + 53, stops=(".", "\n"), **kw)
+    return _Plan(batch, on_policy, stored, rolls, chosen, lti)
+
+
+def shares(xs: list[Any], k: int) -> list[list[Any]]:
+    """`xs` cut into `k` contiguous parts of near-equal size, in order (the last ones may be empty)."""
+    size = -(-len(xs) // k)
+    return [xs[i * size : (i + 1) * size] for i in range(k)]
+
+
+def _score(teachers: list[Any], batch: list[Any], completions: list[Any], topk: int) -> list[Any]:
+    """Split the batch's scoring across the teacher-selves (results come back in batch order)."""
+    pairs = zip(teachers, shares(batch, len(teachers)), shares(completions, len(teachers)))
+    return [t.score.remote(b, c, topk=topk) for t, b, c in pairs if b]
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """The per-worker function given to `TorchTrainer`; `config` is built by `sleep_ray.sleep.run`."""
     s: SeedingConfig = config["seeding"]
@@ -100,9 +148,8 @@ def train_loop(config: dict[str, Any]) -> None:
     rank = ctx.get_world_rank()
     torch.set_num_threads(config["threads"])
     timeout = config["timeout_s"]
-    teacher, critic, engines = config["teacher"], config["critic"], config["engines"]
+    teachers, critic, engines = config["teachers"], config["critic"], config["engines"]
     engine = engines[rank % len(engines)]
-    items, pool, dreams = config["items"], config["teacher_pool"], config["dreams"]
     metrics = _MetricsLog(Path(config["log_dir"])) if rank == 0 else None
 
     model, tokenizer, record = load_student(config["init"])
@@ -113,51 +160,46 @@ def train_loop(config: dict[str, Any]) -> None:
         _push(model, engines, start, timeout)
     ddp = ray.train.torch.prepare_model(model)
     rng = random.Random(config["seed"] * 1_000_003 + rank * 7919 + start)
-    use_lti = s.alpha < 1.0 and bool(dreams) and s.imitation_prompts > 0
+    use_lti = s.alpha < 1.0 and bool(config["dreams"]) and s.imitation_prompts > 0
+    config = {**config, "rank": rank}
 
+    pending = _plan(start, rng, engine, config, use_lti) if start < s.steps else None
     for step in range(start, s.steps):
         t0 = time.time()
-        idx = rng.sample(range(len(items)), min(s.batch_size, len(items)))
-        batch = [items[i] for i in idx]
-        on_policy = [rng.random() < s.lmbda for _ in idx]
-        gen_seed = config["seed"] * 1_000_003 + step * 101 + rank
-        asked = [it.student for it, on in zip(batch, on_policy) if on]
-        rolls = []
-        if asked:
-            ref = engine.generate.remote(
-                asked, n=1, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=gen_seed
-            )
-            rolls = call(ref, timeout, "rollout engine generate")
-        check_fresh(rolls, step, s.max_staleness)
+        plan = pending
+        assert plan is not None
+        rolls = call(plan.rolls, timeout, "rollout engine generate") if plan.rolls is not None else []
+        lti = call(plan.lti, timeout, "rollout engine generate") if plan.lti is not None else []
+        t_rollouts = time.time() - t0
+        # Ask for the next step's rollouts now: the engine samples them (with these weights, one version
+        # stale) while the teacher, the critic and this worker do the rest of the step.
+        pending = _plan(step + 1, rng, engine, config, use_lti) if s.prefetch and step + 1 < s.steps else None
+        check_fresh([*rolls, *lti], step, s.max_staleness)
         own = iter(rolls)
-        completions = [next(own).token_ids if on else rng.choice(pool[i]).token_ids for i, on in zip(idx, on_policy)]
-        t_logits = call(teacher.score.remote(batch, completions, topk=s.topk), timeout, "teacher-self score")
-        l_dist = distill_loss(ddp, tokenizer, batch, completions, t_logits, s)
-        loss = s.alpha * l_dist
-        row = {"step": step + 1, "l_dist": float(l_dist.detach()), "on_policy": sum(on_policy) / len(on_policy)}
-        if use_lti:
-            chosen = rng.sample(dreams, min(s.imitation_prompts, len(dreams)))
-            ref = engine.generate.remote(
-                [d.prefix for d in chosen],
-                n=s.group_size,
-                max_new_tokens=s.max_new_tokens,
-                temperature=s.temperature,
-                seed=gen_seed + 53,
-                stops=(".", "\n"),
+        completions = [next(own).token_ids if st is None else st.token_ids for st in plan.teacher_done]
+        t_refs = _score(teachers, plan.batch, completions, s.topk)
+        group = [d for d in plan.dreams for _ in range(s.group_size)]
+        c_ref = critic.score.remote(group, [r.text for r in lti]) if lti else None
+        # The student's forward passes run while the teacher and the critic work.
+        s_logits, _, mask = student_logits(ddp, tokenizer, [it.student for it in plan.batch], completions)
+        if c_ref is not None:
+            lti_logits, lti_tokens, lti_mask = student_logits(
+                ddp, tokenizer, [d.prefix for d in group], [r.token_ids for r in lti]
             )
-            lti = call(ref, timeout, "rollout engine generate")
-            check_fresh(lti, step, s.max_staleness)
-            group = [d for d in chosen for _ in range(s.group_size)]
-            scores = call(critic.score.remote(group, [r.text for r in lti]), timeout, "reward-critic score")
+        t_logits = [x for part in call(t_refs, timeout, "teacher-self score") for x in part]
+        t_wait = time.time() - t0
+        l_dist = distill_from_logits(s_logits, mask, completions, t_logits, s)
+        loss = s.alpha * l_dist
+        row = {
+            "step": step + 1,
+            "l_dist": float(l_dist.detach()),
+            "on_policy": sum(plan.on_policy) / len(plan.on_policy),
+        }
+        if c_ref is not None:
+            scores = call(c_ref, timeout, "reward-critic score")
             rewards = [sc.total for sc in scores]
-            l_lti = imitation_loss(
-                ddp,
-                tokenizer,
-                group,
-                [r.token_ids for r in lti],
-                rewards,
-                group_size=s.group_size,
-                temperature=s.temperature,
+            l_lti = imitation_from_logits(
+                lti_logits, lti_tokens, lti_mask, rewards, group_size=s.group_size, temperature=s.temperature
             )
             loss = loss + (1.0 - s.alpha) * l_lti
             row.update(
@@ -172,9 +214,11 @@ def train_loop(config: dict[str, Any]) -> None:
         version = step + 1
         if rank == 0 and version % s.push_every == 0:
             t_push = time.time()
-            _push(model, engines, version, timeout)
+            _push(model, engines, version, timeout)  # queued behind the prefetched rollouts
             row["push_s"] = time.time() - t_push
-        row.update(loss=float(loss.detach()), step_s=time.time() - t0)
+        if not s.prefetch and version < s.steps:
+            pending = _plan(version, rng, engine, config, use_lti)
+        row.update(loss=float(loss.detach()), step_s=time.time() - t0, rollouts_s=t_rollouts, wait_s=t_wait)
         if metrics is not None:
             metrics.write(row)
         last = version == s.steps

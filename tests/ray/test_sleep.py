@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from sleep_ray.config import load_config
+from sleep_ray.config import ConfigError, load_config
 from sleep_ray.data.world import generate_world
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.rollout.engine import to_arrays
@@ -73,10 +73,18 @@ def test_two_worker_sleep_writes_a_plain_hf_checkpoint(ray_cluster, tmp_path, cy
     assert meta.extra["experts"] == 1 and meta.extra["cycle"] == 1
     record = json.loads((out / RECORD_FILE).read_text())
     assert [row["step"] for row in record["metrics"]] == [1, 2, 3, 4]
-    assert all("reward" in row and "push_s" in row for row in record["metrics"])
+    assert all({"reward", "push_s", "rollouts_s", "wait_s"} <= set(row) for row in record["metrics"])
     assert record["prompts"]["rehearsal"] > 0 and record["weight_version"] == meta.version
     assert not (tmp_path / "cycle-1.tmp").exists() and not (tmp_path / "cycle-1.work").exists()
     assert (tmp_path / "cycle-1.logs" / "metrics.jsonl").is_file()
+
+
+def test_a_staleness_limit_that_would_reject_every_step_fails_before_anything_starts(tmp_path, cycle_one):
+    # with prefetch the next step's samples come from weights up to push_every versions old
+    cfg = load_config(None, [f"run_dir={tmp_path}", "sleep.seeding.push_every=3", "sleep.seeding.max_staleness=2"])
+    with pytest.raises(ConfigError, match="sleep.seeding.max_staleness=2"):
+        run_seeding(cfg, checkpoint=BASE, memories=cycle_one, out_dir=tmp_path / "c1", cycle=1)
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.timeout(300)

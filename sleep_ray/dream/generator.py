@@ -1,0 +1,81 @@
+"""The dream-generator (a Ray actor during sleep): the consolidated model with a memory in its context writes
+dreams about it, and ReST-EM's M-step fine-tunes it (a LoRA adapter) on the dreams that won their trials.
+
+    write(contexts, per_memory, kinds)  -> list[DreamSample]   (E-step sampling; stamped with `version`)
+    learn(winners)                      -> loss                (M-step: SFT on writer_prompt -> written)
+    adapter() / load_adapter(arrays)                           (one generator learns, the others receive it)
+
+Sampling uses HF `generate` (KV-cached, batched), the CPU default of the rollout engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from sleep_ray.config import DreamingConfig
+from sleep_ray.data import prompts
+from sleep_ray.dream.lora import Adapter
+from sleep_ray.dream.records import DreamSample, parse_dream
+from sleep_ray.models.build import load_pretrained
+from sleep_ray.models.generate import complete
+
+_WRITER = {"qa": prompts.question_writing, "restatement": prompts.restatement}
+
+
+class DreamGenerator:
+    def __init__(self, checkpoint: str, cfg: DreamingConfig, *, threads: int = 1, seed: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        model, tokenizer = load_pretrained(checkpoint)
+        self.cfg = cfg
+        self.lora = Adapter(model, tokenizer, r=cfg.lora_rank, seed=seed)
+        self.version = 0
+
+    def write(
+        self, contexts: Sequence[tuple[str, str]], *, per_memory: int, seed: int, round_: int = 0
+    ) -> list[DreamSample]:
+        """`per_memory` dreams about each (memory_id, context), kinds alternating as in `cfg.kinds`."""
+        kinds = list(self.cfg.kinds)
+        asks = [(mid, c, kinds[j % len(kinds)], j) for mid, c in contexts for j in range(per_memory)]
+        torch.manual_seed(seed)
+        written = complete(
+            self.lora.model,  # type: ignore[arg-type]
+            self.lora.tokenizer,
+            [_WRITER[k](c) for _, c, k, _ in asks],
+            self.cfg.max_new_tokens,
+            do_sample=True,
+            temperature=self.cfg.temperature,
+        )
+        out = []
+        for (mid, c, kind, j), raw in zip(asks, written):
+            d = parse_dream(kind, mid, c, raw, f"{mid}/r{round_}/{j}", self.version)
+            if d is not None:
+                out.append(d)
+        return out
+
+    def learn(self, winners: Sequence[DreamSample], *, seed: int) -> float:
+        """ReST-EM M-step: fine-tune the adapter on the winners' (writer prompt -> what it wrote)."""
+        if not winners:
+            return float("nan")
+        torch.manual_seed(seed)
+        c = self.cfg
+        loss = self.lora.train(
+            [d.writer_prompt for d in winners],
+            [d.written for d in winners],
+            steps=c.generator_steps,
+            lr=c.generator_lr,
+            batch=c.batch_size,
+        )
+        self.version += 1
+        return loss
+
+    def adapter(self) -> tuple[dict[str, np.ndarray], int]:
+        return self.lora.arrays(), self.version
+
+    def load_adapter(self, arrays: Mapping[str, np.ndarray], version: int) -> int:
+        self.lora.load(arrays)
+        self.version = version
+        return version
