@@ -96,13 +96,29 @@ def cmd_sleep(cfg: Config, args: argparse.Namespace) -> int:
         raise ValueError(f"no memories of cycle {args.cycle} (the stream has cycles {cycles})")
     ckpt = args.checkpoint or _sleep_checkpoint(cfg, args.cycle)
     out = Path(args.out or Path(cfg.run_dir) / "sleep" / f"cycle-{args.cycle}")
-    console.print(f"sleep: cycle {args.cycle}, {len(memories)} memories, from {ckpt}")
-    result = run_seeding(cfg, checkpoint=ckpt, memories=memories, out_dir=out, cycle=args.cycle)
-    rec = result.record
-    console.print(
-        f"wrote {result.checkpoint} (weight version {rec['weight_version']}): {rec['steps']} steps, "
-        f"prompts {rec['prompts']}, {rec['dreams']} dreams, {rec['timings']['total_s']:.0f} s"
-    )
+    stages = (args.stages or ("seeding,dreaming" if cfg.sleep.dreaming.enabled else "seeding")).split(",")
+    unknown = sorted(set(stages) - {"seeding", "dreaming"})
+    if unknown or not stages:
+        raise ValueError(f"--stages: unknown stage(s) {unknown}; use seeding, dreaming or both")
+    console.print(f"sleep: cycle {args.cycle}, {len(memories)} memories, from {ckpt}, stages {','.join(stages)}")
+    if "seeding" in stages:
+        rec = run_seeding(cfg, checkpoint=ckpt, memories=memories, out_dir=out, cycle=args.cycle).record
+        console.print(
+            f"seeding: wrote {out} (weight version {rec['weight_version']}): {rec['steps']} steps, "
+            f"prompts {rec['prompts']}, {rec['dreams']} dreams, {rec['timings']['total_s']:.0f} s"
+        )
+    if "dreaming" in stages:
+        from sleep_ray.dream.run import run_dreaming
+
+        if not (out / "config.json").is_file():
+            raise ValueError(f"dreaming continues a seeded model, but {out} holds none: run --stages seeding first")
+        rec = run_dreaming(cfg, parent=ckpt, seeded=out, memories=memories, out_dir=out, cycle=args.cycle).record
+        dr = rec["dreaming"]
+        console.print(
+            f"dreaming: wrote {out}: {dr['winners']} winning dreams over {len(dr['rounds'])} rounds "
+            f"(mean reward by round {[round(x['mean_reward'], 3) for x in dr['rounds']]}), "
+            f"{dr['timings']['total_s']:.0f} s"
+        )
     return 0
 
 
@@ -197,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--memories", help="stream.jsonl or a world directory (default: the config's world)")
             p.add_argument("--checkpoint", help="pre-sleep model (default: cycle K-1's sleep output, else the base)")
             p.add_argument("--out", help="output directory (default: <run_dir>/sleep/cycle-K)")
+            p.add_argument(
+                "--stages",
+                help="comma-separated: seeding, dreaming (default: both, or seeding alone when "
+                "sleep.dreaming.enabled is false); dreaming alone continues from the seeded --out",
+            )
     return parser
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import ray
 import torch
 
-from sleep_ray.config import Config, ConfigError, to_yaml
+from sleep_ray.config import Config, ConfigError, SeedingConfig, to_yaml
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
@@ -143,6 +143,58 @@ def _material(
     return items, dreams, [samples[i * n : (i + 1) * n] for i in range(len(items))]
 
 
+def train_student(
+    cfg: Config,
+    s: SeedingConfig,
+    *,
+    work: Path,
+    logs: Path,
+    actors: tuple[list[Any], Any, list[Any]],
+    items: list[Any],
+    pool: list[list[Any]],
+    dreams: list[Any],
+    seed: int,
+) -> Any:
+    """Run the student's Ray Train loop (`train_loop.py`) from `<work>/init` with the role actors
+    (teachers, critic, engines); returns the Ray Train result (None when `s.steps` is 0). Rerunning with the
+    same `work` resumes from its last checkpoint."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    r = cfg.resources
+    teachers, critic, engines = actors
+    storage = (work / "ray").resolve()  # Ray Train resumes a run of the same name from its last checkpoint
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "seeding": s,
+            "seed": seed,
+            "threads": r.threads_per_process,
+            "timeout_s": r.call_timeout_s,
+            "teachers": teachers,
+            "critic": critic,
+            "engines": engines,
+            "items": items,
+            "teacher_pool": pool,
+            "dreams": dreams,
+            "init": str((work / "init").resolve()),
+            "log_dir": str(logs.resolve()),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=r.train_workers,
+            use_gpu=torch.cuda.is_available(),
+            resources_per_worker={"CPU": r.cpus_per_train_worker},
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=str(storage),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    return _fit(trainer, r.fit_timeout_s) if s.steps else None
+
+
 def run_seeding(
     cfg: Config,
     *,
@@ -154,9 +206,6 @@ def run_seeding(
 ) -> SleepResult:
     """Consolidate `memories` into a grown copy of `checkpoint`, written to `out_dir` with weight version `version`
     (default: the parent's + 1). See the module docstring."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     if not memories:
         raise ValueError(f"cycle {cycle} has no memories to consolidate")
     s, r = cfg.sleep.seeding, cfg.resources
@@ -194,36 +243,17 @@ def run_seeding(
         times["material_s"] = time.time() - t
 
         t = time.time()
-        storage = (work / "ray").resolve()  # Ray Train resumes a run of the same name from its last checkpoint
-        trainer = TorchTrainer(
-            train_loop,
-            train_loop_config={
-                "seeding": s,
-                "seed": cfg.seed + cycle,
-                "threads": r.threads_per_process,
-                "timeout_s": r.call_timeout_s,
-                "teachers": teachers,
-                "critic": critic,
-                "engines": engines,
-                "items": items,
-                "teacher_pool": pool,
-                "dreams": dreams,
-                "init": str((work / "init").resolve()),
-                "log_dir": str(logs.resolve()),
-            },
-            scaling_config=ScalingConfig(
-                num_workers=r.train_workers,
-                use_gpu=torch.cuda.is_available(),
-                resources_per_worker={"CPU": r.cpus_per_train_worker},
-            ),
-            run_config=RunConfig(
-                name="seeding",
-                storage_path=str(storage),
-                checkpoint_config=CheckpointConfig(num_to_keep=1),
-                failure_config=FailureConfig(max_failures=0),
-            ),
+        result = train_student(
+            cfg,
+            s,
+            work=work,
+            logs=logs,
+            actors=(teachers, critic, engines),
+            items=items,
+            pool=pool,
+            dreams=dreams,
+            seed=cfg.seed + cycle,
         )
-        result = _fit(trainer, r.fit_timeout_s) if s.steps else None
         times["train_s"] = time.time() - t
     finally:
         for a in actors:

@@ -149,7 +149,7 @@ def train_loop(config: dict[str, Any]) -> None:
     torch.set_num_threads(config["threads"])
     timeout = config["timeout_s"]
     teachers, critic, engines = config["teachers"], config["critic"], config["engines"]
-    engine = engines[rank % len(engines)]
+    engine = engines[rank % len(engines)] if engines else None  # none needed without student sampling
     metrics = _MetricsLog(Path(config["log_dir"])) if rank == 0 else None
 
     model, tokenizer, record = load_student(config["init"])

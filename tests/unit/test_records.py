@@ -35,3 +35,12 @@ def test_cut_sentence_splits_between_words():
         assert d is not None and d.prefix + d.reference == "Ana Vel now resides in Miravel."
         assert len(d.prefix.split()) >= 2 and d.reference.startswith(" ") and d.reference.strip()
     assert cut_sentence("Too short.", rng) is None
+
+
+def test_shares_cut_work_into_contiguous_near_equal_parts_in_order():
+    from sleep_ray.sleep.train_loop import shares
+
+    assert shares(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
+    assert shares([7], 3) == [[7], [], []]
+    assert shares([], 2) == [[], []]
+    assert [x for part in shares(list(range(10)), 3) for x in part] == list(range(10))

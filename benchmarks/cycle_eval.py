@@ -1,0 +1,46 @@
+"""The accuracy figures every sleep benchmark reports for cycle 1 of a world: closed-book accuracy by probe
+kind on the held-out (eval-split) probes of the cycle's memories, the base model's in-context accuracy (the
+teacher's upper bound), base-knowledge accuracy (for retention), and how updated facts are answered."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sleep_ray.config import Config
+from sleep_ray.data.world import World
+from sleep_ray.eval.harness import accuracy, answer, items
+from sleep_ray.eval.metrics import exact_match
+from sleep_ray.models.build import load_pretrained
+
+
+class CycleEval:
+    def __init__(self, cfg: Config, world: World, cycle: int = 1):
+        self.cfg = cfg
+        self.by_kind: dict[str, list[Any]] = defaultdict(list)
+        for it in items(world, ("eval",)):
+            if it.cycle == str(cycle):
+                self.by_kind[it.probe.kind].append(it)
+        self.base_probes = [it for it in items(world, ("eval",)) if it.cycle == "base"]
+
+    def _acc(self, model: Any, tok: Any, batch: list[Any], with_context: bool = False) -> float:
+        return round(accuracy(model, tok, batch, self.cfg.eval, with_context=with_context), 4)
+
+    def closed_book(self, checkpoint: str) -> dict[str, Any]:
+        """Closed-book accuracy by kind, base accuracy, and the updated facts' new-vs-stale share."""
+        model, tok = load_pretrained(checkpoint)
+        out: dict[str, Any] = {k: self._acc(model, tok, v) for k, v in self.by_kind.items()}
+        out["base"] = self._acc(model, tok, self.base_probes)
+        upd = self.by_kind.get("updated", [])
+        preds = answer(model, tok, upd, self.cfg.eval, with_context=False) if upd else []
+        new = sum(exact_match(p, it.probe.answer) for p, it in zip(preds, upd))
+        stale = sum(exact_match(p, it.probe.stale_answer) for p, it in zip(preds, upd))
+        out["updated_new_over_stale"] = round(new / (new + stale), 3) if new + stale else None
+        return out
+
+    def in_context(self, checkpoint: str) -> dict[str, float]:
+        model, tok = load_pretrained(checkpoint)
+        return {k: self._acc(model, tok, v, True) for k, v in self.by_kind.items()}
+
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.by_kind.items()}

@@ -1,0 +1,131 @@
+"""Dreaming on Ray, measured: one full sleep (Knowledge Seeding, then Dreaming) over cycle 1 of the sleep example
+(50 memories), evaluated after each stage on the held-out probes of those memories, on base knowledge
+(retention) and on updated facts (new answer against the stale one).
+
+    .venv/bin/python benchmarks/dreaming.py --tag default
+    .venv/bin/python benchmarks/dreaming.py --tag default --seeded runs/bench/v2_default/cycle-1   # reuse stage 1
+    .venv/bin/python benchmarks/dreaming.py --tag nofilter --seeded ... sleep.dreaming.filter=false
+    .venv/bin/python benchmarks/dreaming.py --scaling --seeded runs/bench/v2_default/cycle-1       # trials/min
+
+Each run appends one JSON line to runs/bench/dreaming.jsonl and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cycle_eval import CycleEval  # noqa: E402
+
+from sleep_ray.config import Config, load_config  # noqa: E402
+from sleep_ray.data.world import generate_world  # noqa: E402
+from sleep_ray.dream.critic import TrialCritic  # noqa: E402
+from sleep_ray.dream.generator import DreamGenerator  # noqa: E402
+from sleep_ray.dream.run import _growth, run_dreaming, write_probes  # noqa: E402
+from sleep_ray.dream.trials import TrialPool  # noqa: E402
+from sleep_ray.sleep.records import call  # noqa: E402
+from sleep_ray.sleep.run import run_seeding  # noqa: E402
+from sleep_ray.sleep.teacher import TeacherSelf  # noqa: E402
+
+
+def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int) -> dict:
+    """Trials per minute over the same dreams with 1 and 2 reward-critic workers (ideal: 2 x the first)."""
+    d = cfg.sleep.dreaming
+    teacher = ray.remote(num_cpus=0.25)(TeacherSelf).remote(cfg.model.path)
+    gen = ray.remote(num_cpus=0.25)(DreamGenerator).remote(seeded, d, seed=0)
+    probes = write_probes(cfg, teacher, memories)
+    contexts = call(teacher.contexts.remote(memories), 600, "contexts")
+    dreams = call(gen.write.remote(contexts, per_memory=d.dreams_per_memory, seed=0), 600, "write")[:n_dreams]
+    ray.kill(teacher)
+    ray.kill(gen)
+    growth = _growth(seeded)
+    row = {"dreams": len(dreams)}
+    for workers in (1, 2):
+        pool = TrialPool(
+            lambda w: ray.remote(num_cpus=0.25)(TrialCritic).remote(seeded, probes, d, growth=growth, worker=w),
+            workers,
+            d.trial_timeout_s,
+        )
+        call([a.ping.remote() for a in pool.actors], 600, "critic start")  # loading is not trial time
+        t = time.time()
+        pool.run(dreams, seed=0)
+        row[f"trials_per_min_{workers}"] = round(60 * len(dreams) / (time.time() - t), 1)
+        for a in pool.actors:
+            ray.kill(a)
+    row["ideal_2"] = round(2 * row["trials_per_min_1"], 1)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tag", default="default")
+    parser.add_argument("--config", default="examples/sleep_tiny.yaml")
+    parser.add_argument("--seeded", help="a stage-1 output of the same cycle to start from (copied)")
+    parser.add_argument("--scaling", action="store_true", help="measure trials/min with 1 and 2 workers only")
+    parser.add_argument("--scaling-dreams", type=int, default=48)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    cfg = load_config(args.config, [f"run_dir=runs/bench/dream_{args.tag}", *args.overrides])
+    torch.set_num_threads(2)
+    world = generate_world(cfg.data.world)
+    memories = [m for m in world.stream if m.cycle == 1]
+    ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
+    if args.scaling:
+        if not args.seeded:
+            raise SystemExit("--scaling needs --seeded")
+        row = {"tag": args.tag, "scaling": scaling(cfg, args.seeded, memories, args.scaling_dreams)}
+    else:
+        out = Path(cfg.run_dir) / "cycle-1"
+        t0 = time.time()
+        if args.seeded:
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(args.seeded, out)
+        else:
+            run_seeding(cfg, checkpoint=cfg.model.path, memories=memories, out_dir=out, cycle=1)
+        seeding_s = time.time() - t0
+        ev = CycleEval(cfg, world)
+        seeded = ev.closed_book(str(out))
+        t = time.time()
+        result = run_dreaming(cfg, parent=cfg.model.path, seeded=out, memories=memories, out_dir=out, cycle=1)
+        dreaming_s = time.time() - t
+        ray.shutdown()
+        before, after, upper = ev.closed_book(cfg.model.path), ev.closed_book(str(out)), ev.in_context(cfg.model.path)
+        dr = result.record["dreaming"]
+        row = {
+            "tag": args.tag,
+            "overrides": args.overrides,
+            "seeded_from": args.seeded,
+            "probes": ev.counts(),
+            "before": before,
+            "after_seeding": seeded,
+            "after_dreaming": after,
+            "in_context": upper,
+            "fraction_of_teacher_new": {
+                "seeding": round(seeded["new"] / upper["new"], 3),
+                "full": round(after["new"] / upper["new"], 3),
+            },
+            "retention": {
+                "seeding": round(seeded["base"] / before["base"], 3),
+                "full": round(after["base"] / before["base"], 3),
+            },
+            "seeding_s": round(seeding_s, 1),
+            "dreaming_s": round(dreaming_s, 1),
+            "dreaming": {k: v for k, v in dr.items() if k != "metrics"},
+        }
+    out_file = Path("runs/bench/dreaming.jsonl")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_file, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""One sleep, stage 2 (Dreaming), driven on a Ray cluster after Knowledge Seeding:
+
+    result = run_dreaming(cfg, parent="examples/tiny_base", seeded="runs/.../cycle-1", memories=..., out_dir=...)
+
+1. **Probes.** The teacher-self (the pre-sleep model) writes `probes_per_memory` questions about each memory with
+   a held-out seed and answers them with the memory in context: the task metric tau of the trials (no human label).
+2. **Rounds** (`rest_em_rounds + 1`): the dream-generators (the seeded model plus a LoRA adapter, memory in
+   context) write dreams; the reward-critics score each dream's importance and the filter keeps top-k + b per
+   memory; each kept dream is tried on an isolated LoRA copy of the seeded student (`trials.py`: spread over
+   `num_workers` critics, each with a timeout, a dead or stuck critic replaced and its trial re-run); the
+   winners (reward 1) are kept. Between rounds, ReST-EM's M-step fine-tunes the generator on the winners.
+3. **Rehearsal.** The student (the seeded model, its new expert still the only trainable part) trains in the
+   same Ray Train loop as Knowledge Seeding on the winning dreams, distilled from the teacher-self reading the
+   memory, mixed with self-rehearsal of old knowledge. The result replaces `out_dir` atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from sleep_ray.config import Config, ConfigError
+from sleep_ray.data import prompts
+from sleep_ray.data.schema import Memory
+from sleep_ray.dream.critic import TrialCritic
+from sleep_ray.dream.generator import DreamGenerator
+from sleep_ray.dream.records import DreamSample, Probe, TrialResult
+from sleep_ray.dream.select import select
+from sleep_ray.dream.trials import TrialPool
+from sleep_ray.models.build import load_pretrained
+from sleep_ray.models.checkpoint import read_meta
+from sleep_ray.models.growth import GrowthRecord
+from sleep_ray.rollout.engine import make_rollout
+from sleep_ray.sleep.records import SeedPrompt, call
+from sleep_ray.sleep.run import MODEL_DIR, SleepResult, _actor, _export, _read_metrics, train_student
+from sleep_ray.sleep.student import save_growth
+from sleep_ray.sleep.teacher import TeacherSelf
+from sleep_ray.sleep.train_loop import shares
+
+
+def _growth(checkpoint: str) -> GrowthRecord | None:
+    g = read_meta(checkpoint).extra.get("growth")
+    return None if g is None else GrowthRecord(**{**g, "layers": tuple(g["layers"])})
+
+
+def write_probes(cfg: Config, teacher: Any, memories: list[Memory]) -> list[Probe]:
+    """Held-out questions about each memory, answered by the teacher-self with the memory in context."""
+    d, timeout = cfg.sleep.dreaming, cfg.resources.call_timeout_s
+    ref = teacher.write_prompts.remote(
+        memories,
+        questions_per_memory=d.probes_per_memory,
+        prefixes_per_memory=0,
+        rehearsal_fraction=0.0,
+        temperature=1.0,
+        seed=d.probe_seed,
+    )
+    items = call(ref, timeout, "teacher-self write_prompts (probes)")
+    ref = teacher.answer.remote([it.teacher for it in items], max_new_tokens=d.max_new_tokens)
+    answers = call(ref, timeout, "teacher-self answer (probes)")
+    return [Probe(it.memory_id, it.student, a) for it, a in zip(items, answers) if a.strip()]
+
+
+def filter_dreams(cfg: Config, critics: list[Any], dreams: list[DreamSample], seed: int) -> list[DreamSample]:
+    """The importance filter, per memory: top-k by gradient norm plus b at random (all with `filter` off)."""
+    d = cfg.sleep.dreaming
+    if not d.filter or not dreams:
+        return dreams
+    parts = [x for x in shares(dreams, len(critics)) if x]
+    refs = [c.importance.remote(x) for c, x in zip(critics, parts)]
+    scores = [v for part in call(refs, cfg.resources.call_timeout_s, "reward-critic importance") for v in part]
+    by_memory: dict[str, list[int]] = defaultdict(list)
+    for i, dream in enumerate(dreams):
+        by_memory[dream.memory_id].append(i)
+    rng, kept = random.Random(seed), []
+    for mid in sorted(by_memory):
+        idx = by_memory[mid]
+        kept += [idx[j] for j in select([scores[i] for i in idx], d.top_k, d.random_b, rng)]
+    return [dreams[i] for i in sorted(kept)]
+
+
+def _rehearsal_material(
+    cfg: Config, teacher: Any, winners: list[DreamSample], seed: int
+) -> tuple[list[SeedPrompt], list[list[Any]]]:
+    """Training items: each winning dream (the student reads its closed-book prompt, the teacher the memory and
+    the same prompt; the dream's completion is the sequence scored), plus self-rehearsal questions about old
+    knowledge with the teacher's own samples (no memory), in the seeding config's rehearsal share."""
+    s, d, timeout = cfg.sleep.seeding, cfg.sleep.dreaming, cfg.resources.call_timeout_s
+    items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
+    pool: list[list[Any]] = [[("text", w.completion)] for w in winners]
+    if d.rehearsal and items:
+        n = round(len(items) * s.rehearsal_fraction / max(1e-9, 1.0 - s.rehearsal_fraction))
+        qs = call(teacher.old_questions.remote(n, seed=seed, temperature=s.temperature), timeout, "old_questions")
+        old = [SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal") for q in qs]
+        k = s.teacher_samples
+        ref = teacher.sample.remote(old, n=k, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=seed)
+        samples = call(ref, timeout, "teacher-self sample")
+        items += old
+        pool += [samples[i * k : (i + 1) * k] for i in range(len(old))]
+    return items, pool
+
+
+def run_dreaming(
+    cfg: Config,
+    *,
+    parent: str,
+    seeded: str | Path,
+    memories: list[Memory],
+    out_dir: str | Path,
+    cycle: int,
+) -> SleepResult:
+    """Dream about `memories` and rehearse the best dreams into `seeded` (stage 1's output, weight version kept);
+    the result replaces `out_dir`. See the module docstring."""
+    d, r = cfg.sleep.dreaming, cfg.resources
+    if d.random_expert:
+        raise ConfigError("sleep.dreaming.random_expert=true is not implemented; set it to false")
+    if not memories:
+        raise ValueError(f"cycle {cycle} has no memories to dream about")
+    seeded, out = str(seeded), Path(out_dir)
+    version = read_meta(seeded).version
+    work = out.with_name(out.name + ".dream.work")
+    logs = out.with_name(out.name + ".dream.logs")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    growth = _growth(seeded)
+    shutil.copytree(seeded, work / "init")
+    save_growth(work / "init", growth)
+    if not ray.is_initialized():
+        ray.init(num_cpus=int(r.num_cpus) or None, log_to_driver=False, configure_logging=False)
+
+    t0, times = time.time(), {}
+    seed = cfg.seed + cycle
+    cpus, threads = r.cpus_per_actor, r.threads_per_process
+    teacher = _actor(TeacherSelf, cpus).remote(parent, threads=threads)
+    gens = [_actor(DreamGenerator, cpus).remote(seeded, d, threads=threads, seed=seed) for _ in range(d.num_workers)]
+    actors: list[Any] = [teacher, *gens]
+    pool: TrialPool | None = None
+    try:
+        probes = write_probes(cfg, teacher, memories)
+        contexts = call(teacher.contexts.remote(memories), r.call_timeout_s, "teacher-self contexts")
+        times["probes_s"] = time.time() - t0
+
+        def new_critic(worker: int) -> Any:
+            cls = _actor(TrialCritic, cpus)
+            return cls.remote(seeded, probes, d, growth=growth, threads=threads, worker=worker)
+
+        pool = TrialPool(new_critic, d.num_workers, d.trial_timeout_s)
+        rounds, winners = [], []
+        for rnd in range(d.rest_em_rounds + 1):
+            t = time.time()
+            parts = [x for x in shares(contexts, len(gens)) if x]
+            refs = [
+                g.write.remote(x, per_memory=d.dreams_per_memory, seed=seed * 1009 + rnd * 31 + k, round_=rnd)
+                for k, (g, x) in enumerate(zip(gens, parts))
+            ]
+            dreams = [x for part in call(refs, r.call_timeout_s, "dream-generator write") for x in part]
+            kept = filter_dreams(cfg, pool.actors, dreams, seed + rnd)
+            t_trials = time.time()
+            results = pool.run(kept, seed=seed + rnd)
+            t_trials = time.time() - t_trials
+            won = [x for x, res in zip(kept, results) if res.reward > 0]
+            winners += won
+            rounds.append(_round_stats(rnd, dreams, kept, results, t_trials, time.time() - t))
+            if rnd < d.rest_em_rounds and won:  # M-step: the generator learns from its winners; the others copy it
+                call(gens[0].learn.remote(won, seed=seed + rnd), r.call_timeout_s, "dream-generator learn")
+                arrays, gv = call(gens[0].adapter.remote(), r.call_timeout_s, "dream-generator adapter")
+                ref = ray.put(arrays)
+                call([g.load_adapter.remote(ref, gv) for g in gens[1:]], r.call_timeout_s, "adapter push")
+        times["rounds_s"] = time.time() - t0 - times["probes_s"]
+
+        t = time.time()
+        items, sample_pool = _rehearsal_material(cfg, teacher, winners, seed)
+        tokenizer = load_pretrained(seeded)[1]
+        sample_pool = [[_as_rollout(tokenizer, it, x) for x in p] for it, p in zip(items, sample_pool)]
+        s = dataclasses.replace(cfg.sleep.seeding, steps=d.rehearsal_steps if items else 0, alpha=1.0, lmbda=0.0)
+        result = train_student(
+            cfg,
+            s,
+            work=work,
+            logs=logs,
+            actors=([teacher], None, []),
+            items=items,
+            pool=sample_pool,
+            dreams=[],
+            seed=seed + 17,
+        )
+        times["rehearsal_s"] = time.time() - t
+    finally:
+        for a in actors + (pool.actors if pool is not None else []):
+            ray.kill(a)
+
+    record = (
+        json.loads((Path(seeded) / "sleep_record.json").read_text())
+        if (Path(seeded) / "sleep_record.json").is_file()
+        else {}
+    )
+    record["dreaming"] = {
+        "probes": len(probes),
+        "rounds": rounds,
+        "winners": len(winners),
+        "winners_by_kind": {k: sum(w.kind == k for w in winners) for k in d.kinds},
+        "rehearsal_items": dict((k, sum(it.kind == k for it in items)) for k in ("dream", "rehearsal")),
+        "rehearsal_steps": s.steps,
+        "trial_retries": pool.retries,
+        "timings": {**times, "total_s": time.time() - t0},
+        "metrics": _read_metrics(logs / "metrics.jsonl"),
+    }
+    source = work / "init"
+    if result is not None:
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train finished without a checkpoint (error: {result.error})")
+        source = Path(result.checkpoint.path) / MODEL_DIR
+    record.setdefault("steps", 0)
+    exported = _export(cfg, parent, source, out, cycle, record, version)
+    shutil.rmtree(work, ignore_errors=True)
+    return SleepResult(exported, record)
+
+
+def _as_rollout(tokenizer: Any, item: SeedPrompt, x: Any) -> Any:
+    """A dream's completion as the fixed sequence the teacher scores (a teacher rollout: no staleness)."""
+    if isinstance(x, tuple) and x[0] == "text":
+        return make_rollout(tokenizer, item.teacher, x[1], ("\n",), -1, "teacher")
+    return x
+
+
+def _round_stats(
+    rnd: int, dreams: list[DreamSample], kept: list[DreamSample], results: list[TrialResult], trials_s: float, s: float
+) -> dict[str, Any]:
+    n = max(1, len(results))
+    return {
+        "round": rnd,
+        "dreams": len(dreams),
+        "kept": len(kept),
+        "mean_reward": sum(x.reward for x in results) / n,
+        "mean_gain": sum(x.gain for x in results) / n,
+        "trials_per_min": 60.0 * len(results) / max(1e-9, trials_s),
+        "seconds": s,
+    }

@@ -1,0 +1,81 @@
+"""Dreaming's parts in-process: parsing dreams, the importance filter, and a trial on the committed tiny model."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from sleep_ray.config import load_config
+from sleep_ray.data import prompts
+from sleep_ray.dream.critic import TrialCritic
+from sleep_ray.dream.records import DreamSample, Probe, TrialResult, parse_dream
+from sleep_ray.dream.select import importance, select, sft_loss
+from tests.conftest import ROOT
+
+BASE = str(ROOT / "examples" / "tiny_base")
+CTX = "Ana Vel lives in Miravel. Ana Vel works as a baker."
+
+
+def test_select_keeps_exactly_the_top_k_plus_b_random_others():
+    scores = [0.1, 5.0, 0.3, 4.0, 0.2, 3.0, 0.0]
+    kept = select(scores, k=3, b=2, rng=random.Random(0))
+    assert len(kept) == 5 and len(set(kept)) == 5
+    assert {1, 3, 5} <= set(kept)  # the three largest
+    assert kept == sorted(kept)
+    assert select(scores, k=3, b=0, rng=random.Random(0)) == [1, 3, 5]
+    assert select(scores, k=6, b=4, rng=random.Random(0)) == list(range(7))  # asks for more than there are
+    others = {tuple(select(scores, k=3, b=2, rng=random.Random(s))) for s in range(20)}
+    assert len(others) > 1  # the b extra are drawn at random
+
+
+def test_parse_dream_reads_qa_and_restatements_and_refuses_malformed_ones():
+    qa = parse_dream("qa", "m1", CTX, " Where does Ana Vel live?\nAnswer: Miravel\nQuestion: x", "m1/r0/0", 3)
+    assert qa is not None and qa.generator_version == 3
+    assert qa.student == prompts.closed_book("Where does Ana Vel live?") and qa.completion == " Miravel"
+    assert qa.teacher == prompts.in_context(CTX, "Where does Ana Vel live?")
+    assert qa.writer_prompt == prompts.question_writing(CTX) and qa.written.endswith("Answer: Miravel\n")
+    rs = parse_dream("restatement", "m1", CTX, "Ana Vel makes bread for a living.\nmore", "m1/r0/1", 0)
+    assert rs is not None and rs.student == "Ana Vel" and rs.completion == " makes bread for a living."
+    assert rs.teacher == prompts.restatement(CTX) + "Ana Vel"
+    assert parse_dream("qa", "m1", CTX, " no question mark\nAnswer: x", "d", 0) is None
+    assert parse_dream("qa", "m1", CTX, " Where?\nAnswer:", "d", 0) is None  # no answer
+    assert parse_dream("restatement", "m1", CTX, "Too short.", "d", 0) is None
+    with pytest.raises(ValueError, match="unknown dream kind 'poem'"):
+        parse_dream("poem", "m1", CTX, "x", "d", 0)
+
+
+def test_trial_reward_is_binary_and_keeps_the_gain():
+    assert TrialResult("d", "m", 0.25, 0.5, 1.0).reward == 1.0
+    assert TrialResult("d", "m", 0.5, 0.5, 1.0).reward == 0.0
+    assert TrialResult("d", "m", 0.5, 0.25, 1.0).gain == pytest.approx(-0.25)
+
+
+def test_importance_is_the_gradient_norm_and_is_larger_for_what_the_model_does_not_know(tiny_model, tiny_tokenizer):
+    params = [p for p in tiny_model.parameters() if p.requires_grad]
+    prompt, good = "Question: Where does Ana Vel live?\nAnswer:", " Miravel"
+    (norm,) = importance(tiny_model, tiny_tokenizer, [prompt], [good], params)
+    grads = torch.autograd.grad(sft_loss(tiny_model, tiny_tokenizer, [prompt], [good]), params)
+    assert norm == pytest.approx(float(torch.sqrt(sum((g**2).sum() for g in grads))), rel=1e-5)
+    assert norm > 0
+
+
+def _dream(student: str, completion: str) -> DreamSample:
+    return DreamSample("d0", "m1", "qa", "", "", student, "", completion)
+
+
+def test_a_dream_that_cannot_help_gets_reward_zero_and_leaves_the_student_untouched():
+    cfg = load_config(None, ["sleep.dreaming.trial_steps=6"]).sleep.dreaming
+    probes = [
+        Probe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel"),
+        Probe("m1", prompts.closed_book("What does Ana Vel do for a living?"), "baker"),
+    ]
+    critic = TrialCritic(BASE, probes, cfg, threads=0)
+    before = {n: p.detach().clone() for n, p in critic.lora.model.named_parameters() if "lora" not in n}
+    res = critic.trial(_dream("The weather", " was calm over the quiet hills that morning."), seed=0)
+    assert res.reward == 0.0 and res.after <= res.before and res.memory_id == "m1"
+    after = {n: p for n, p in critic.lora.model.named_parameters() if "lora" not in n}
+    assert all(torch.equal(before[n], after[n]) for n in before)  # trials train an adapter, never the student
+    scores = critic.importance([_dream(p.prompt, " " + p.reference) for p in probes])
+    assert len(scores) == 2 and all(s > 0 for s in scores)
