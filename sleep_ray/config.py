@@ -183,7 +183,7 @@ class DreamingConfig:
     probe_seed: int = spec(777, help="seed of the probes, kept apart from the sleep's own prompts")
     lora_rank: int = spec(8, lo=1, help="LoRA rank of trial copies and of the generator's adapter")
     trial_steps: int = spec(6, lo=1, help="SFT steps of a trial copy on its one dream")
-    trial_lr: float = spec(5e-3, lo=0.0)
+    trial_lr: float = spec(2e-3, lo=0.0)
     trial_timeout_s: float = spec(120.0, lo=1.0, help="a trial that takes longer is re-run on a fresh actor")
     generator_steps: int = spec(40, lo=0, help="ReST-EM M-step: SFT steps of the generator on the winners")
     generator_lr: float = spec(1e-3, lo=0.0)
@@ -192,6 +192,7 @@ class DreamingConfig:
     temperature: float = spec(1.0, lo=1e-3)
     num_workers: int = spec(1, lo=1, help="reward-critic actors running trials (and dream-generator actors)")
     rehearsal: bool = spec(True, help="mix self-rehearsal of old knowledge into the student's dream training")
+    rehearsal_fraction: float = spec(0.5, lo=0.0, hi=0.95, help="share of self-rehearsal items in that training")
     rehearsal_steps: int = spec(300, lo=0, help="student optimizer steps on the winning dreams (+ rehearsal)")
     random_expert: bool = spec(False, help="not implemented: must stay false")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import shutil
 import time
@@ -41,12 +42,18 @@ from sleep_ray.models.growth import GrowthRecord
 from sleep_ray.rollout.engine import make_rollout
 from sleep_ray.sleep.records import SeedPrompt, call
 from sleep_ray.sleep.run import MODEL_DIR, SleepResult, _actor, _export, _read_metrics, train_student
-from sleep_ray.sleep.student import save_growth
+from sleep_ray.sleep.student import GROWTH_FILE, load_growth, save_growth
 from sleep_ray.sleep.teacher import TeacherSelf
 from sleep_ray.sleep.train_loop import shares
 
 
+log = logging.getLogger(__name__)
+
+
 def _growth(checkpoint: str) -> GrowthRecord | None:
+    """The expert of the sleep that produced `checkpoint` (its metadata, or growth.json of a freshly grown one)."""
+    if (Path(checkpoint) / GROWTH_FILE).is_file():
+        return load_growth(checkpoint)
     g = read_meta(checkpoint).extra.get("growth")
     return None if g is None else GrowthRecord(**{**g, "layers": tuple(g["layers"])})
 
@@ -91,12 +98,12 @@ def _rehearsal_material(
 ) -> tuple[list[SeedPrompt], list[list[Any]]]:
     """Training items: each winning dream (the student reads its closed-book prompt, the teacher the memory and
     the same prompt; the dream's completion is the sequence scored), plus self-rehearsal questions about old
-    knowledge with the teacher's own samples (no memory), in the seeding config's rehearsal share."""
+    knowledge with the teacher's own samples (no memory), a `dreaming.rehearsal_fraction` share."""
     s, d, timeout = cfg.sleep.seeding, cfg.sleep.dreaming, cfg.resources.call_timeout_s
     items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
     pool: list[list[Any]] = [[("text", w.completion)] for w in winners]
     if d.rehearsal and items:
-        n = round(len(items) * s.rehearsal_fraction / max(1e-9, 1.0 - s.rehearsal_fraction))
+        n = round(len(items) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))
         qs = call(teacher.old_questions.remote(n, seed=seed, temperature=s.temperature), timeout, "old_questions")
         old = [SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal") for q in qs]
         k = s.teacher_samples
@@ -169,6 +176,7 @@ def run_dreaming(
             won = [x for x, res in zip(kept, results) if res.reward > 0]
             winners += won
             rounds.append(_round_stats(rnd, dreams, kept, results, t_trials, time.time() - t))
+            log.info("dreaming round %d: %s", rnd, rounds[-1])
             if rnd < d.rest_em_rounds and won:  # M-step: the generator learns from its winners; the others copy it
                 call(gens[0].learn.remote(won, seed=seed + rnd), r.call_timeout_s, "dream-generator learn")
                 arrays, gv = call(gens[0].adapter.remote(), r.call_timeout_s, "dream-generator adapter")

@@ -87,3 +87,14 @@ def test_sleep_on_a_cycle_without_memories_fails_with_exit_code_2(capsys):
 
     assert main(["sleep", "--cycle", "99", f"data.world_dir={HANDMADE}"]) == 2
     assert "no memories of cycle 99" in capsys.readouterr().out
+
+
+def test_sleep_with_an_unknown_stage_or_dreaming_without_a_seeded_model_fails_with_exit_code_2(capsys, tmp_path):
+    from tests.conftest import HANDMADE
+
+    args = ["sleep", "--cycle", "1", "--out", str(tmp_path / "c1"), f"data.world_dir={HANDMADE}"]
+    assert main([*args, "--stages", "seeding,nap"]) == 2
+    assert "unknown stage(s) ['nap']" in " ".join(capsys.readouterr().out.split())
+    assert main([*args, "--stages", "dreaming"]) == 2
+    assert "holds none: run --stages seeding first" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "c1").exists()
