@@ -46,7 +46,6 @@ from sleep_ray.sleep.student import GROWTH_FILE, load_growth, save_growth
 from sleep_ray.sleep.teacher import TeacherSelf
 from sleep_ray.sleep.train_loop import shares
 
-
 log = logging.getLogger(__name__)
 
 
