@@ -22,7 +22,7 @@ import logging
 import random
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -93,24 +93,36 @@ def filter_dreams(cfg: Config, critics: list[Any], dreams: list[DreamSample], se
 
 
 def _rehearsal_material(
-    cfg: Config, teacher: Any, winners: list[DreamSample], seed: int
+    cfg: Config, teacher: Any, memories: list[Memory], winners: list[DreamSample], seed: int
 ) -> tuple[list[SeedPrompt], list[list[Any]]]:
     """Training items: each winning dream (the student reads its closed-book prompt, the teacher the memory and
-    the same prompt; the dream's completion is the sequence scored), plus self-rehearsal questions about old
-    knowledge with the teacher's own samples (no memory), a `dreaming.rehearsal_fraction` share."""
+    the same prompt; the dream's completion is the sequence scored), plus self-rehearsal with the teacher's own
+    samples: `memory_questions` fresh questions about each of this sleep's memories (memory in the teacher's
+    context), so what stage 1 stored is kept while the winners are learnt, and questions about old knowledge
+    (no memory), a `dreaming.rehearsal_fraction` share of everything."""
     s, d, timeout = cfg.sleep.seeding, cfg.sleep.dreaming, cfg.resources.call_timeout_s
     items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
     pool: list[list[Any]] = [[("text", w.completion)] for w in winners]
-    if d.rehearsal and items:
-        n = round(len(items) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))
-        qs = call(teacher.old_questions.remote(n, seed=seed, temperature=s.temperature), timeout, "old_questions")
-        old = [SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal") for q in qs]
-        k = s.teacher_samples
-        ref = teacher.sample.remote(old, n=k, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=seed)
-        samples = call(ref, timeout, "teacher-self sample")
-        items += old
-        pool += [samples[i * k : (i + 1) * k] for i in range(len(old))]
-    return items, pool
+    if not (d.rehearsal and items):
+        return items, pool
+    extra = []
+    if d.memory_questions:
+        ref = teacher.write_prompts.remote(
+            memories,
+            questions_per_memory=d.memory_questions,
+            prefixes_per_memory=0,
+            rehearsal_fraction=0.0,
+            temperature=s.temperature,
+            seed=seed + 5,
+        )
+        extra += call(ref, timeout, "teacher-self write_prompts")
+    n = round((len(items) + len(extra)) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))
+    qs = call(teacher.old_questions.remote(n, seed=seed, temperature=s.temperature), timeout, "old_questions")
+    extra += [SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal") for q in qs]
+    k = s.teacher_samples
+    ref = teacher.sample.remote(extra, n=k, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=seed)
+    samples = call(ref, timeout, "teacher-self sample")
+    return items + extra, pool + [samples[i * k : (i + 1) * k] for i in range(len(extra))]
 
 
 def run_dreaming(
@@ -176,7 +188,9 @@ def run_dreaming(
             winners += won
             rounds.append(_round_stats(rnd, dreams, kept, results, t_trials, time.time() - t))
             log.info("dreaming round %d: %s", rnd, rounds[-1])
-            if rnd < d.rest_em_rounds and won:  # M-step: the generator learns from its winners; the others copy it
+            if (
+                d.rest_em and rnd < d.rest_em_rounds and won
+            ):  # M-step: the generator learns from its winners; the others copy it
                 call(gens[0].learn.remote(won, seed=seed + rnd), r.call_timeout_s, "dream-generator learn")
                 arrays, gv = call(gens[0].adapter.remote(), r.call_timeout_s, "dream-generator adapter")
                 ref = ray.put(arrays)
@@ -184,7 +198,7 @@ def run_dreaming(
         times["rounds_s"] = time.time() - t0 - times["probes_s"]
 
         t = time.time()
-        items, sample_pool = _rehearsal_material(cfg, teacher, winners, seed)
+        items, sample_pool = _rehearsal_material(cfg, teacher, memories, winners, seed)
         tokenizer = load_pretrained(seeded)[1]
         sample_pool = [[_as_rollout(tokenizer, it, x) for x in p] for it, p in zip(items, sample_pool)]
         s = dataclasses.replace(cfg.sleep.seeding, steps=d.rehearsal_steps if items else 0, alpha=1.0, lmbda=0.0)
@@ -214,7 +228,7 @@ def run_dreaming(
         "rounds": rounds,
         "winners": len(winners),
         "winners_by_kind": {k: sum(w.kind == k for w in winners) for k in d.kinds},
-        "rehearsal_items": dict((k, sum(it.kind == k for it in items)) for k in ("dream", "rehearsal")),
+        "rehearsal_items": dict(Counter(it.kind for it in items)),
         "rehearsal_steps": s.steps,
         "trial_retries": pool.retries,
         "timings": {**times, "total_s": time.time() - t0},

@@ -10,6 +10,7 @@ import torch
 from sleep_ray.config import load_config
 from sleep_ray.data import prompts
 from sleep_ray.dream.critic import TrialCritic
+from sleep_ray.dream.generator import DreamGenerator
 from sleep_ray.dream.records import DreamSample, Probe, TrialResult, parse_dream
 from sleep_ray.dream.select import importance, select, sft_loss
 from tests.conftest import ROOT
@@ -79,3 +80,32 @@ def test_a_dream_that_cannot_help_gets_reward_zero_and_leaves_the_student_untouc
     assert all(torch.equal(before[n], after[n]) for n in before)  # trials train an adapter, never the student
     scores = critic.importance([_dream(p.prompt, " " + p.reference) for p in probes])
     assert len(scores) == 2 and all(s > 0 for s in scores)
+
+
+def test_the_m_step_makes_the_winners_more_likely_and_its_adapter_travels_as_arrays():
+    cfg = load_config(None, ["sleep.dreaming.generator_steps=10", "sleep.dreaming.generator_lr=0.01"]).sleep.dreaming
+    gen = DreamGenerator(BASE, cfg, threads=0, seed=0)
+    dreams = gen.write([("m1", CTX)], per_memory=6, seed=0)
+    assert dreams and all(d.memory_id == "m1" and d.generator_version == 0 for d in dreams)
+    winner = DreamSample(
+        "w", "m1", "qa", prompts.question_writing(CTX), " Where does Ana Vel live?\nAnswer: Miravel\n", "", "", ""
+    )
+
+    def nll() -> float:
+        with torch.no_grad():
+            return float(sft_loss(gen.lora.model, gen.lora.tokenizer, [winner.writer_prompt], [winner.written]))
+
+    before = nll()
+    gen.learn([winner], seed=0)
+    assert gen.version == 1 and nll() < before - 0.1  # the generator now writes its winner more readily
+    arrays, version = gen.adapter()
+    other = DreamGenerator(BASE, cfg, threads=0, seed=1)
+    other.load_adapter(arrays, version)
+    assert (
+        other.version == 1
+        and abs(
+            float(sft_loss(other.lora.model, other.lora.tokenizer, [winner.writer_prompt], [winner.written])) - nll()
+        )
+        < 1e-5
+    )
+    assert all(d.generator_version == 1 for d in other.write([("m1", CTX)], per_memory=4, seed=0))
