@@ -4,7 +4,9 @@ teacher's upper bound), base-knowledge accuracy (for retention), and how updated
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from sleep_ray.config import Config
@@ -44,3 +46,12 @@ class CycleEval:
 
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.by_kind.items()}
+
+
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one benchmark result as a JSON line and print it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))

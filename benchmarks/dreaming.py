@@ -13,7 +13,6 @@ Each run appends one JSON line to runs/bench/dreaming.jsonl and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -23,7 +22,7 @@ import ray
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle_eval import CycleEval  # noqa: E402
+from cycle_eval import CycleEval, append_row  # noqa: E402
 
 from sleep_ray.config import Config, load_config  # noqa: E402
 from sleep_ray.data.world import generate_world  # noqa: E402
@@ -120,11 +119,7 @@ def main() -> None:
             "dreaming_s": round(dreaming_s, 1),
             "dreaming": {k: v for k, v in dr.items() if k != "metrics"},
         }
-    out_file = Path("runs/bench/dreaming.jsonl")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_file, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row, indent=1))
+    append_row("runs/bench/dreaming.jsonl", row)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ Each run appends one JSON line to runs/bench/seeding.jsonl and prints it.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import ray
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cycle_eval import append_row  # noqa: E402
 
 from sleep_ray.config import load_config
 from sleep_ray.data.world import generate_world
@@ -81,11 +84,7 @@ def main() -> None:
         "dreams": result.record["dreams"],
         "last_metrics": result.record["metrics"][-1] if result.record["metrics"] else {},
     }
-    out = Path("runs/bench/seeding.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    print(json.dumps(row, indent=1))
+    append_row("runs/bench/seeding.jsonl", row)
 
 
 if __name__ == "__main__":

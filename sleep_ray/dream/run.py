@@ -60,14 +60,7 @@ def _growth(checkpoint: str) -> GrowthRecord | None:
 def write_probes(cfg: Config, teacher: Any, memories: list[Memory]) -> list[Probe]:
     """Held-out questions about each memory, answered by the teacher-self with the memory in context."""
     d, timeout = cfg.sleep.dreaming, cfg.resources.call_timeout_s
-    ref = teacher.write_prompts.remote(
-        memories,
-        questions_per_memory=d.probes_per_memory,
-        prefixes_per_memory=0,
-        rehearsal_fraction=0.0,
-        temperature=1.0,
-        seed=d.probe_seed,
-    )
+    ref = teacher.write_questions.remote(memories, per_memory=d.probes_per_memory, seed=d.probe_seed)
     items = call(ref, timeout, "teacher-self write_prompts (probes)")
     ref = teacher.answer.remote([it.teacher for it in items], max_new_tokens=d.max_new_tokens)
     answers = call(ref, timeout, "teacher-self answer (probes)")
@@ -107,13 +100,8 @@ def _rehearsal_material(
         return items, pool
     extra = []
     if d.memory_questions:
-        ref = teacher.write_prompts.remote(
-            memories,
-            questions_per_memory=d.memory_questions,
-            prefixes_per_memory=0,
-            rehearsal_fraction=0.0,
-            temperature=s.temperature,
-            seed=seed + 5,
+        ref = teacher.write_questions.remote(
+            memories, per_memory=d.memory_questions, seed=seed + 5, temperature=s.temperature
         )
         extra += call(ref, timeout, "teacher-self write_prompts")
     n = round((len(items) + len(extra)) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))

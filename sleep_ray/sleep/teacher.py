@@ -96,6 +96,19 @@ class TeacherSelf:
             items.append(SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal"))
         return items
 
+    def write_questions(
+        self, memories: Sequence[Memory], *, per_memory: int, seed: int, temperature: float = 1.0
+    ) -> list[SeedPrompt]:
+        """Only the question prompts of `write_prompts` (kind "question"): probes and fresh rehearsal questions."""
+        return self.write_prompts(
+            memories,
+            questions_per_memory=per_memory,
+            prefixes_per_memory=0,
+            rehearsal_fraction=0.0,
+            temperature=temperature,
+            seed=seed,
+        )
+
     def old_questions(self, n: int, *, seed: int, temperature: float = 1.0) -> list[str]:
         """Questions about what the model already knows, written with no memory (of `n` tries, the well-formed)."""
         raw_qs = self._write(["Question:"] * n, seed, 24, temperature) if n > 0 else []

@@ -55,14 +55,7 @@ def run_gate(
 ) -> GateResult:
     """Write the probes with the serving checkpoint, answer them with both, and `decide`."""
     writer = TeacherSelf(serving, threads=0)
-    items = writer.write_prompts(
-        memories,
-        questions_per_memory=cfg.questions_per_memory,
-        prefixes_per_memory=0,
-        rehearsal_fraction=0.0,
-        temperature=1.0,
-        seed=cfg.seed,
-    )
+    items = writer.write_questions(memories, per_memory=cfg.questions_per_memory, seed=cfg.seed)
     rehearsal = [prompts.closed_book(q) for q in writer.old_questions(cfg.rehearsal_questions, seed=cfg.seed + 1)]
     old_model, tok = writer.model, writer.tokenizer
 
