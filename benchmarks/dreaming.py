@@ -28,7 +28,7 @@ from sleep_ray.config import Config, load_config  # noqa: E402
 from sleep_ray.data.world import generate_world  # noqa: E402
 from sleep_ray.dream.critic import TrialCritic  # noqa: E402
 from sleep_ray.dream.generator import DreamGenerator  # noqa: E402
-from sleep_ray.dream.run import _growth, run_dreaming, write_probes  # noqa: E402
+from sleep_ray.dream.run import growth_of, run_dreaming, write_probes  # noqa: E402
 from sleep_ray.dream.trials import TrialPool  # noqa: E402
 from sleep_ray.sleep.records import call  # noqa: E402
 from sleep_ray.sleep.run import run_seeding  # noqa: E402
@@ -45,7 +45,7 @@ def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int) -> dict:
     dreams = call(gen.write.remote(contexts, per_memory=d.dreams_per_memory, seed=0), 600, "write")[:n_dreams]
     ray.kill(teacher)
     ray.kill(gen)
-    growth = _growth(seeded)
+    growth = growth_of(seeded)
     row = {"dreams": len(dreams)}
     for workers in (1, 2):
         pool = TrialPool(

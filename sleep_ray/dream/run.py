@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from transformers import AutoTokenizer
 
 from sleep_ray.config import Config, ConfigError
 from sleep_ray.data import prompts
@@ -36,12 +37,19 @@ from sleep_ray.dream.generator import DreamGenerator
 from sleep_ray.dream.records import DreamSample, Probe, TrialResult
 from sleep_ray.dream.select import select
 from sleep_ray.dream.trials import TrialPool
-from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.growth import GrowthRecord
 from sleep_ray.rollout.engine import make_rollout
-from sleep_ray.sleep.records import SeedPrompt, call
-from sleep_ray.sleep.run import MODEL_DIR, SleepResult, _actor, _export, _read_metrics, train_student
+from sleep_ray.sleep.records import Rollout, SeedPrompt, call
+from sleep_ray.sleep.run import (
+    MODEL_DIR,
+    RECORD_FILE,
+    SleepResult,
+    export_checkpoint,
+    read_metrics,
+    role_actor,
+    train_student,
+)
 from sleep_ray.sleep.student import GROWTH_FILE, load_growth, save_growth
 from sleep_ray.sleep.teacher import TeacherSelf
 from sleep_ray.sleep.train_loop import shares
@@ -49,7 +57,7 @@ from sleep_ray.sleep.train_loop import shares
 log = logging.getLogger(__name__)
 
 
-def _growth(checkpoint: str) -> GrowthRecord | None:
+def growth_of(checkpoint: str) -> GrowthRecord | None:
     """The expert of the sleep that produced `checkpoint` (its metadata, or growth.json of a freshly grown one)."""
     if (Path(checkpoint) / GROWTH_FILE).is_file():
         return load_growth(checkpoint)
@@ -86,8 +94,8 @@ def filter_dreams(cfg: Config, critics: list[Any], dreams: list[DreamSample], se
 
 
 def _rehearsal_material(
-    cfg: Config, teacher: Any, memories: list[Memory], winners: list[DreamSample], seed: int
-) -> tuple[list[SeedPrompt], list[list[Any]]]:
+    cfg: Config, teacher: Any, tokenizer: Any, memories: list[Memory], winners: list[DreamSample], seed: int
+) -> tuple[list[SeedPrompt], list[list[Rollout]]]:
     """Training items: each winning dream (the student reads its closed-book prompt, the teacher the memory and
     the same prompt; the dream's completion is the sequence scored), plus self-rehearsal with the teacher's own
     samples: `memory_questions` fresh questions about each of this sleep's memories (memory in the teacher's
@@ -95,7 +103,8 @@ def _rehearsal_material(
     (no memory), a `dreaming.rehearsal_fraction` share of everything."""
     s, d, timeout = cfg.sleep.seeding, cfg.sleep.dreaming, cfg.resources.call_timeout_s
     items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
-    pool: list[list[Any]] = [[("text", w.completion)] for w in winners]
+    # a dream's completion is the fixed sequence the teacher scores (a teacher rollout: never stale)
+    pool = [[make_rollout(tokenizer, w.teacher, w.completion, ("\n",), -1, "teacher")] for w in winners]
     if not (d.rehearsal and items):
         return items, pool
     extra = []
@@ -136,7 +145,7 @@ def run_dreaming(
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    growth = _growth(seeded)
+    growth = growth_of(seeded)
     shutil.copytree(seeded, work / "init")
     save_growth(work / "init", growth)
     if not ray.is_initialized():
@@ -145,8 +154,10 @@ def run_dreaming(
     t0, times = time.time(), {}
     seed = cfg.seed + cycle
     cpus, threads = r.cpus_per_actor, r.threads_per_process
-    teacher = _actor(TeacherSelf, cpus).remote(parent, threads=threads)
-    gens = [_actor(DreamGenerator, cpus).remote(seeded, d, threads=threads, seed=seed) for _ in range(d.num_workers)]
+    teacher = role_actor(TeacherSelf, cpus).remote(parent, threads=threads)
+    gens = [
+        role_actor(DreamGenerator, cpus).remote(seeded, d, threads=threads, seed=seed) for _ in range(d.num_workers)
+    ]
     actors: list[Any] = [teacher, *gens]
     pool: TrialPool | None = None
     try:
@@ -155,7 +166,7 @@ def run_dreaming(
         times["probes_s"] = time.time() - t0
 
         def new_critic(worker: int) -> Any:
-            cls = _actor(TrialCritic, cpus)
+            cls = role_actor(TrialCritic, cpus)
             return cls.remote(seeded, probes, d, growth=growth, threads=threads, worker=worker)
 
         pool = TrialPool(new_critic, d.num_workers, d.trial_timeout_s)
@@ -176,9 +187,8 @@ def run_dreaming(
             winners += won
             rounds.append(_round_stats(rnd, dreams, kept, results, t_trials, time.time() - t))
             log.info("dreaming round %d: %s", rnd, rounds[-1])
-            if (
-                d.rest_em and rnd < d.rest_em_rounds and won
-            ):  # M-step: the generator learns from its winners; the others copy it
+            # M-step: the generator learns from its winners; the other generators copy its adapter
+            if d.rest_em and rnd < d.rest_em_rounds and won:
                 call(gens[0].learn.remote(won, seed=seed + rnd), r.call_timeout_s, "dream-generator learn")
                 arrays, gv = call(gens[0].adapter.remote(), r.call_timeout_s, "dream-generator adapter")
                 ref = ray.put(arrays)
@@ -186,9 +196,8 @@ def run_dreaming(
         times["rounds_s"] = time.time() - t0 - times["probes_s"]
 
         t = time.time()
-        items, sample_pool = _rehearsal_material(cfg, teacher, memories, winners, seed)
-        tokenizer = load_pretrained(seeded)[1]
-        sample_pool = [[_as_rollout(tokenizer, it, x) for x in p] for it, p in zip(items, sample_pool)]
+        tokenizer = AutoTokenizer.from_pretrained(seeded, local_files_only=True)
+        items, sample_pool = _rehearsal_material(cfg, teacher, tokenizer, memories, winners, seed)
         s = dataclasses.replace(cfg.sleep.seeding, steps=d.rehearsal_steps if items else 0, alpha=1.0, lmbda=0.0)
         result = train_student(
             cfg,
@@ -206,11 +215,8 @@ def run_dreaming(
         for a in actors + (pool.actors if pool is not None else []):
             ray.kill(a)
 
-    record = (
-        json.loads((Path(seeded) / "sleep_record.json").read_text())
-        if (Path(seeded) / "sleep_record.json").is_file()
-        else {}
-    )
+    stage1 = Path(seeded) / RECORD_FILE
+    record = json.loads(stage1.read_text()) if stage1.is_file() else {}
     record["dreaming"] = {
         "probes": len(probes),
         "rounds": rounds,
@@ -220,7 +226,7 @@ def run_dreaming(
         "rehearsal_steps": s.steps,
         "trial_retries": pool.retries,
         "timings": {**times, "total_s": time.time() - t0},
-        "metrics": _read_metrics(logs / "metrics.jsonl"),
+        "metrics": read_metrics(logs / "metrics.jsonl"),
     }
     source = work / "init"
     if result is not None:
@@ -228,16 +234,9 @@ def run_dreaming(
             raise RuntimeError(f"Ray Train finished without a checkpoint (error: {result.error})")
         source = Path(result.checkpoint.path) / MODEL_DIR
     record.setdefault("steps", 0)
-    exported = _export(cfg, parent, source, out, cycle, record, version)
+    exported = export_checkpoint(cfg, parent, source, out, cycle, record, version)
     shutil.rmtree(work, ignore_errors=True)
     return SleepResult(exported, record)
-
-
-def _as_rollout(tokenizer: Any, item: SeedPrompt, x: Any) -> Any:
-    """A dream's completion as the fixed sequence the teacher scores (a teacher rollout: no staleness)."""
-    if isinstance(x, tuple) and x[0] == "text":
-        return make_rollout(tokenizer, item.teacher, x[1], ("\n",), -1, "teacher")
-    return x
 
 
 def _round_stats(

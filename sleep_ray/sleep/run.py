@@ -47,7 +47,7 @@ class SleepResult:
     record: dict[str, Any]
 
 
-def _grow(cfg: Config, checkpoint: str, init: Path, cycle: int) -> None:
+def grow_student(cfg: Config, checkpoint: str, init: Path, cycle: int) -> None:
     """Save the student's starting point: the pre-sleep model grown by one expert (function-preserving)."""
     if (init / "config.json").is_file():
         return  # a resumed sleep keeps the expert it started with
@@ -66,7 +66,7 @@ def _engine_class(cfg: Config) -> Any:
     return HFEngine
 
 
-def _actor(cls: type, cpus: float) -> Any:
+def role_actor(cls: type, cpus: float) -> Any:
     """`cls` as a Ray actor class asking for `cpus` logical CPUs (fractional, so all roles fit a small box)."""
     return ray.remote(num_cpus=cpus)(cls)
 
@@ -224,7 +224,7 @@ def run_seeding(
     logs.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     t0 = time.time()
-    _grow(cfg, checkpoint, work / "init", cycle)
+    grow_student(cfg, checkpoint, work / "init", cycle)
     times["grow_s"] = time.time() - t0
     if not ray.is_initialized():
         ray.init(num_cpus=int(r.num_cpus) or None, log_to_driver=False, configure_logging=False)
@@ -232,11 +232,13 @@ def run_seeding(
 
     t = time.time()
     cpus = r.cpus_per_actor
-    teachers = [_actor(TeacherSelf, cpus).remote(checkpoint, threads=r.threads_per_process) for _ in range(r.teachers)]
-    critic = _actor(RewardCritic, cpus).remote(checkpoint, gamma=s.gamma, z0=s.z0, threads=r.threads_per_process)
+    teachers = [
+        role_actor(TeacherSelf, cpus).remote(checkpoint, threads=r.threads_per_process) for _ in range(r.teachers)
+    ]
+    critic = role_actor(RewardCritic, cpus).remote(checkpoint, gamma=s.gamma, z0=s.z0, threads=r.threads_per_process)
     engine_cls, init = _engine_class(cfg), str(work / "init")
     kw = {"threads": r.threads_per_process} if engine_cls is HFEngine else {}
-    engines = [_actor(engine_cls, cpus).remote(init, version=0, **kw) for _ in range(r.rollout_engines)]
+    engines = [role_actor(engine_cls, cpus).remote(init, version=0, **kw) for _ in range(r.rollout_engines)]
     actors = [*teachers, critic, *engines]
     try:
         items, dreams, pool = _material(cfg, teachers, memories, cycle)
@@ -270,7 +272,7 @@ def run_seeding(
         "rollout_engines": r.rollout_engines,
         "engine": r.engine,
         "timings": {**times, "total_s": time.time() - t0},
-        "metrics": _read_metrics(logs / "metrics.jsonl"),
+        "metrics": read_metrics(logs / "metrics.jsonl"),
         "config": to_yaml(cfg),
     }
     source = work / "init"
@@ -278,12 +280,12 @@ def run_seeding(
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train finished without a checkpoint (error: {result.error})")
         source = Path(result.checkpoint.path) / MODEL_DIR
-    exported = _export(cfg, checkpoint, source, out, cycle, record, version)
+    exported = export_checkpoint(cfg, checkpoint, source, out, cycle, record, version)
     shutil.rmtree(work, ignore_errors=True)  # done: a rerun starts afresh; an interrupted run keeps it to resume
     return SleepResult(exported, record)
 
 
-def _read_metrics(path: Path) -> list[dict[str, float]]:
+def read_metrics(path: Path) -> list[dict[str, float]]:
     """Per-step metrics; after a resume, the steps redone since the last checkpoint keep their latest row."""
     if not path.is_file():
         return []
@@ -291,7 +293,7 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _export(
+def export_checkpoint(
     cfg: Config, parent: str, source: Path, out: Path, cycle: int, record: dict[str, Any], version: int | None
 ) -> Path:
     """Copy the trained HF directory to `out` (atomically) with the new weight version and the run record."""

@@ -103,13 +103,13 @@ class _Plan:
 
     batch: list[Any]
     on_policy: list[bool]
-    teacher_done: list[Any]  # the stored teacher sample for each off-policy item (None where on-policy)
+    stored: list[Any]  # the stored teacher sample for each off-policy item (None where on-policy)
     rolls: Any  # ObjectRef of the on-policy rollouts, or None
     dreams: list[Any]
     lti: Any  # ObjectRef of the imitation completions, or None
 
 
-def _plan(step: int, rng: random.Random, engine: Any, config: dict[str, Any], use_lti: bool) -> _Plan:
+def _plan(step: int, rank: int, rng: random.Random, engine: Any, config: dict[str, Any], use_lti: bool) -> _Plan:
     """Draw step `step`'s prompts (all of its randomness, in a fixed order) and ask the engine for its rollouts."""
     s: SeedingConfig = config["seeding"]
     items, pool, dreams = config["items"], config["teacher_pool"], config["dreams"]
@@ -117,7 +117,7 @@ def _plan(step: int, rng: random.Random, engine: Any, config: dict[str, Any], us
     on_policy = [rng.random() < s.lmbda for _ in idx]
     stored = [None if on else rng.choice(pool[i]) for i, on in zip(idx, on_policy)]
     batch = [items[i] for i in idx]
-    gen_seed = config["seed"] * 1_000_003 + step * 101 + config["rank"]
+    gen_seed = config["seed"] * 1_000_003 + step * 101 + rank
     asked = [it.student for it, on in zip(batch, on_policy) if on]
     kw = {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature}
     rolls = engine.generate.remote(asked, n=1, seed=gen_seed, **kw) if asked else None
@@ -156,14 +156,13 @@ def train_loop(config: dict[str, Any]) -> None:
     params = prepare_trainable(model, record)
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)  # decay would move frozen rows
     start = _restore(model, optimizer)
-    if rank == 0 and start:
+    if rank == 0 and start and engines:
         _push(model, engines, start, timeout)
     ddp = ray.train.torch.prepare_model(model)
     rng = random.Random(config["seed"] * 1_000_003 + rank * 7919 + start)
     use_lti = s.alpha < 1.0 and bool(config["dreams"]) and s.imitation_prompts > 0
-    config = {**config, "rank": rank}
 
-    pending = _plan(start, rng, engine, config, use_lti) if start < s.steps else None
+    pending = _plan(start, rank, rng, engine, config, use_lti) if start < s.steps else None
     for step in range(start, s.steps):
         t0 = time.time()
         plan = pending
@@ -173,10 +172,10 @@ def train_loop(config: dict[str, Any]) -> None:
         t_rollouts = time.time() - t0
         # Ask for the next step's rollouts now: the engine samples them (with these weights, one version
         # stale) while the teacher, the critic and this worker do the rest of the step.
-        pending = _plan(step + 1, rng, engine, config, use_lti) if s.prefetch and step + 1 < s.steps else None
+        pending = _plan(step + 1, rank, rng, engine, config, use_lti) if s.prefetch and step + 1 < s.steps else None
         check_fresh([*rolls, *lti], step, s.max_staleness)
         own = iter(rolls)
-        completions = [next(own).token_ids if st is None else st.token_ids for st in plan.teacher_done]
+        completions = [next(own).token_ids if st is None else st.token_ids for st in plan.stored]
         t_refs = _score(teachers, plan.batch, completions, s.topk)
         group = [d for d in plan.dreams for _ in range(s.group_size)]
         c_ref = critic.score.remote(group, [r.text for r in lti]) if lti else None
@@ -212,12 +211,12 @@ def train_loop(config: dict[str, Any]) -> None:
         loss.backward()
         optimizer.step()
         version = step + 1
-        if rank == 0 and version % s.push_every == 0:
+        if rank == 0 and engines and version % s.push_every == 0:  # no engines: nothing samples from the student
             t_push = time.time()
             _push(model, engines, version, timeout)  # queued behind the prefetched rollouts
             row["push_s"] = time.time() - t_push
         if not s.prefetch and version < s.steps:
-            pending = _plan(version, rng, engine, config, use_lti)
+            pending = _plan(version, rank, rng, engine, config, use_lti)
         row.update(loss=float(loss.detach()), step_s=time.time() - t0, rollouts_s=t_rollouts, wait_s=t_wait)
         if metrics is not None:
             metrics.write(row)

@@ -18,7 +18,7 @@ from sleep_ray.dream.records import DreamSample, Probe
 from sleep_ray.dream.run import run_dreaming
 from sleep_ray.dream.trials import TrialFailedError, TrialPool
 from sleep_ray.models.checkpoint import read_meta
-from sleep_ray.sleep.run import RECORD_FILE, _grow
+from sleep_ray.sleep.run import RECORD_FILE, grow_student
 from tests.ray.test_sleep import BASE, SMALL_SLEEP, cycle_one  # noqa: F401  (fixture)
 
 SMALL_DREAM = [
@@ -80,7 +80,7 @@ def test_a_trial_that_overruns_its_timeout_is_retried_on_fresh_actors_then_fails
 def test_dreaming_writes_a_plain_checkpoint_with_its_record(ray_cluster, tmp_path, cycle_one):  # noqa: F811
     cfg = load_config(None, [f"run_dir={tmp_path}", *SMALL_SLEEP, *SMALL_DREAM])
     out = tmp_path / "cycle-1"
-    _grow(cfg, BASE, out, cycle=1)  # stage 1's starting point stands in for its output (same shape)
+    grow_student(cfg, BASE, out, cycle=1)  # stage 1's starting point stands in for its output (same shape)
     version = read_meta(out).version
     result = run_dreaming(cfg, parent=BASE, seeded=out, memories=cycle_one, out_dir=out, cycle=1)
     assert result.checkpoint == out and read_meta(out).version == version  # one sleep, one version
