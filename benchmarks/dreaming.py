@@ -35,8 +35,8 @@ from sleep_ray.sleep.run import run_seeding  # noqa: E402
 from sleep_ray.sleep.teacher import TeacherSelf  # noqa: E402
 
 
-def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int) -> dict:
-    """Trials per minute over the same dreams with 1 and 2 reward-critic workers (ideal: 2 x the first)."""
+def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int, workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Trials per minute over the same dreams with 1, 2, ... reward-critic workers (ideal: k x the first / its k)."""
     d = cfg.sleep.dreaming
     teacher = ray.remote(num_cpus=0.25)(TeacherSelf).remote(cfg.model.path)
     gen = ray.remote(num_cpus=0.25)(DreamGenerator).remote(seeded, d, seed=0)
@@ -47,19 +47,20 @@ def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int) -> dict:
     ray.kill(gen)
     growth = growth_of(seeded)
     row = {"dreams": len(dreams)}
-    for workers in (1, 2):
+    for k in workers:
         pool = TrialPool(
             lambda w: ray.remote(num_cpus=0.25)(TrialCritic).remote(seeded, probes, d, growth=growth, worker=w),
-            workers,
+            k,
             d.trial_timeout_s,
         )
         call([a.ping.remote() for a in pool.actors], 600, "critic start")  # loading is not trial time
         t = time.time()
         pool.run(dreams, seed=0)
-        row[f"trials_per_min_{workers}"] = round(60 * len(dreams) / (time.time() - t), 1)
+        row[f"trials_per_min_{k}"] = round(60 * len(dreams) / (time.time() - t), 1)
         for a in pool.actors:
             ray.kill(a)
-    row["ideal_2"] = round(2 * row["trials_per_min_1"], 1)
+    for k in workers[1:]:
+        row[f"ideal_{k}"] = round(row[f"trials_per_min_{workers[0]}"] * k / workers[0], 1)
     return row
 
 

@@ -35,7 +35,7 @@ class Adapter:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {n: p.detach().float().numpy().copy() for n, p in self.params().items()}
+        return {n: p.detach().float().cpu().numpy().copy() for n, p in self.params().items()}
 
     @torch.no_grad()
     def load(self, arrays: Mapping[str, np.ndarray]) -> None:

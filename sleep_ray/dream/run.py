@@ -41,13 +41,14 @@ from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.growth import GrowthRecord
 from sleep_ray.rollout.engine import make_rollout
 from sleep_ray.sleep.records import Rollout, SeedPrompt, call
+from sleep_ray.sleep.resources import check_resources, role_actor
 from sleep_ray.sleep.run import (
     MODEL_DIR,
     RECORD_FILE,
     SleepResult,
     export_checkpoint,
+    init_ray,
     read_metrics,
-    role_actor,
     train_student,
 )
 from sleep_ray.sleep.student import GROWTH_FILE, load_growth, save_growth
@@ -148,15 +149,17 @@ def run_dreaming(
     growth = growth_of(seeded)
     shutil.copytree(seeded, work / "init")
     save_growth(work / "init", growth)
-    if not ray.is_initialized():
-        ray.init(num_cpus=int(r.num_cpus) or None, log_to_driver=False, configure_logging=False)
+    init_ray(cfg)
+    roles = {"teacher": 1, "dream_generator": d.num_workers, "trial_critic": d.num_workers}
+    check_resources(r, roles, r.train_workers if d.rehearsal_steps else 0)
 
     t0, times = time.time(), {}
     seed = cfg.seed + cycle
-    cpus, threads = r.cpus_per_actor, r.threads_per_process
-    teacher = role_actor(TeacherSelf, cpus).remote(parent, threads=threads)
+    threads = r.threads_per_process
+    teacher = role_actor(TeacherSelf, r.teacher).remote(parent, threads=threads, dtype=cfg.model.dtype)
     gens = [
-        role_actor(DreamGenerator, cpus).remote(seeded, d, threads=threads, seed=seed) for _ in range(d.num_workers)
+        role_actor(DreamGenerator, r.dream_generator).remote(seeded, d, threads=threads, seed=seed)
+        for _ in range(d.num_workers)
     ]
     actors: list[Any] = [teacher, *gens]
     pool: TrialPool | None = None
@@ -166,7 +169,7 @@ def run_dreaming(
         times["probes_s"] = time.time() - t0
 
         def new_critic(worker: int) -> Any:
-            cls = role_actor(TrialCritic, cpus)
+            cls = role_actor(TrialCritic, r.trial_critic)
             return cls.remote(seeded, probes, d, growth=growth, threads=threads, worker=worker)
 
         pool = TrialPool(new_critic, d.num_workers, d.trial_timeout_s)

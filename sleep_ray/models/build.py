@@ -49,8 +49,23 @@ def build_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed: int 
     return model.to(DTYPES[cfg.dtype])  # type: ignore[arg-type]
 
 
-def load_pretrained(path: str | Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load model and tokenizer from a local directory with plain `transformers` (no hub access)."""
+def default_device() -> str:
+    """ "cuda" where this process may use a GPU, else "cpu". A Ray actor or task that asked for no GPU gets the CPU
+    even on a GPU node (Ray hands it no GPU ids), so roles sized for CPUs never crowd a GPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    import ray
+
+    if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE and not ray.get_gpu_ids():
+        return "cpu"
+    return "cuda"
+
+
+def load_pretrained(
+    path: str | Path, dtype: str = "float32", device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load model and tokenizer from a local directory with plain `transformers` (no hub access), on `device`
+    (default: `default_device()`) in `dtype` (model.dtype: bfloat16 on GPUs)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint directory (no config.json)")
@@ -59,6 +74,7 @@ def load_pretrained(path: str | Path, dtype: str = "float32") -> tuple[PreTraine
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=DTYPES[dtype])
+    model.to(device or default_device())  # type: ignore[arg-type]
     model.eval()
     return model, tokenizer
 

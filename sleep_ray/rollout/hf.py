@@ -17,10 +17,10 @@ from sleep_ray.sleep.records import Rollout
 class HFEngine:
     """Samples from a checkpoint with `transformers`; `load_weights` copies new tensors into the live model."""
 
-    def __init__(self, checkpoint: str, *, threads: int = 1, version: int | None = None):
+    def __init__(self, checkpoint: str, *, threads: int = 1, version: int | None = None, dtype: str = "float32"):
         if threads:
             torch.set_num_threads(threads)
-        self.model, self.tokenizer = load_pretrained(checkpoint)
+        self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
         self.version = read_meta(checkpoint).step if version is None else version
 
     def generate(

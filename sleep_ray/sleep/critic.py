@@ -26,10 +26,19 @@ from sleep_ray.sleep.records import Dream
 class RewardCritic:
     """The frozen judge plus the edit-distance reward. Construct from a checkpoint; usable as a Ray actor."""
 
-    def __init__(self, checkpoint: str, *, gamma: float, z0: float, threads: int = 1, short_words: int = 2):
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        gamma: float,
+        z0: float,
+        threads: int = 1,
+        short_words: int = 2,
+        dtype: str = "float32",
+    ):
         if threads:
             torch.set_num_threads(threads)
-        self.model, self.tokenizer = load_pretrained(checkpoint)
+        self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
         self.gamma, self.z0, self.short_words = gamma, z0, short_words
 
     def same_meaning(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 
 from sleep_ray.config import Config, ConfigError, SeedingConfig, to_yaml
 from sleep_ray.data.schema import Memory
@@ -33,6 +33,7 @@ from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, 
 from sleep_ray.rollout.hf import HFEngine
 from sleep_ray.sleep.critic import RewardCritic
 from sleep_ray.sleep.records import RoleTimeoutError, call
+from sleep_ray.sleep.resources import Placement, check_resources, ray_resources, role_actor
 from sleep_ray.sleep.student import load_growth, make_student, save_growth
 from sleep_ray.sleep.teacher import TeacherSelf
 from sleep_ray.sleep.train_loop import MODEL_DIR, shares, train_loop
@@ -66,11 +67,6 @@ def _engine_class(cfg: Config) -> Any:
     return HFEngine
 
 
-def role_actor(cls: type, cpus: float) -> Any:
-    """`cls` as a Ray actor class asking for `cpus` logical CPUs (fractional, so all roles fit a small box)."""
-    return ray.remote(num_cpus=cpus)(cls)
-
-
 def _fit(trainer: Any, timeout_s: float) -> Any:
     """`trainer.fit()` that raises instead of waiting forever (e.g. workers that can never be scheduled)."""
     pool = concurrent.futures.ThreadPoolExecutor(1)
@@ -80,28 +76,43 @@ def _fit(trainer: Any, timeout_s: float) -> Any:
     except concurrent.futures.TimeoutError:
         raise RoleTimeoutError(
             f"Ray Train fit() did not finish within {timeout_s:g} s (resources.fit_timeout_s); check that the "
-            "cluster has resources.cpus_per_train_worker x train_workers CPUs free"
+            "cluster has resources.train_workers x resources.trainer free"
         ) from None
     finally:
         pool.shutdown(wait=False)
 
 
-def check_resources(cfg: Config) -> None:
-    """Fail fast, naming the key, when the cluster can never hold what this sleep asks for (Ray would otherwise
-    wait forever for a Train worker or an actor that does not fit)."""
+def init_ray(cfg: Config) -> None:
+    """Join the cluster the job runs on (RAY_ADDRESS, `ray job submit`), or start a local one."""
+    if not ray.is_initialized():
+        r = cfg.resources
+        if os.environ.get("RAY_ADDRESS"):  # a cluster's resources are its own, not ours to set
+            ray.init(log_to_driver=False, configure_logging=False)
+        else:
+            cpus, gpus = int(r.num_cpus) or None, int(r.num_gpus) or None
+            ray.init(num_cpus=cpus, num_gpus=gpus, log_to_driver=False, configure_logging=False)
+
+
+def seeding_roles(cfg: Config) -> dict[str, int]:
+    """The actors stage 1 starts, by role (what `check_resources` and the placement group count)."""
     r = cfg.resources
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    biggest = max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0)
-    total = float(ray.cluster_resources().get("CPU", 0))
-    for key, cpus in (("cpus_per_train_worker", r.cpus_per_train_worker), ("cpus_per_actor", r.cpus_per_actor)):
-        if cpus > biggest:
-            raise ValueError(f"resources.{key}={cpus:g} is more than any node of this cluster has ({biggest:g} CPUs)")
-    need = r.train_workers * r.cpus_per_train_worker + (1 + r.teachers + r.rollout_engines) * r.cpus_per_actor
-    if need > total:
-        raise ValueError(
-            f"this sleep needs {need:g} CPUs (resources.train_workers x cpus_per_train_worker + "
-            f"(1 + teachers + rollout_engines) x cpus_per_actor) but the cluster has {total:g}"
-        )
+    return {"teacher": r.teachers, "critic": 1, "rollout": r.rollout_engines}
+
+
+def engine_kwargs(cfg: Config) -> dict[str, Any]:
+    """Constructor keywords of the configured rollout engine (threads and dtype; vLLM's parallelism and memory)."""
+    r = cfg.resources
+    if r.engine == "vllm":
+        v = r.vllm
+        return {
+            "dtype": cfg.model.dtype,
+            "tensor_parallel_size": v.tensor_parallel_size,
+            "gpu_memory_utilization": v.gpu_memory_utilization,
+            "max_model_len": v.max_model_len,
+            "enforce_eager": v.enforce_eager,
+            "kv_cache_bytes": v.kv_cache_bytes,
+        }
+    return {"threads": r.threads_per_process, "dtype": cfg.model.dtype}
 
 
 def _material(
@@ -159,9 +170,10 @@ def train_student(
     (teachers, critic, engines); returns the Ray Train result (None when `s.steps` is 0). Rerunning with the
     same `work` resumes from its last checkpoint."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     r = cfg.resources
+    use_gpu = r.trainer.gpus > 0
     teachers, critic, engines = actors
     storage = (work / "ray").resolve()  # Ray Train resumes a run of the same name from its last checkpoint
     trainer = TorchTrainer(
@@ -170,6 +182,7 @@ def train_student(
             "seeding": s,
             "seed": seed,
             "threads": r.threads_per_process,
+            "dtype": cfg.model.dtype,
             "timeout_s": r.call_timeout_s,
             "teachers": teachers,
             "critic": critic,
@@ -182,14 +195,16 @@ def train_student(
         },
         scaling_config=ScalingConfig(
             num_workers=r.train_workers,
-            use_gpu=torch.cuda.is_available(),
-            resources_per_worker={"CPU": r.cpus_per_train_worker},
+            use_gpu=use_gpu,
+            resources_per_worker=ray_resources(r.trainer) or {"CPU": 0.01},
         ),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(
             name="train",
             storage_path=str(storage),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-            failure_config=FailureConfig(max_failures=0),
+            # a dead worker: Ray Train restarts the group, which resumes from the last checkpoint
+            failure_config=FailureConfig(max_failures=r.train_max_failures),
         ),
     )
     return _fit(trainer, r.fit_timeout_s) if s.steps else None
@@ -226,19 +241,29 @@ def run_seeding(
     t0 = time.time()
     grow_student(cfg, checkpoint, work / "init", cycle)
     times["grow_s"] = time.time() - t0
-    if not ray.is_initialized():
-        ray.init(num_cpus=int(r.num_cpus) or None, log_to_driver=False, configure_logging=False)
-    check_resources(cfg)
+    init_ray(cfg)
+    roles = seeding_roles(cfg)
+    check_resources(r, roles, r.train_workers if s.steps else 0)
 
     t = time.time()
-    cpus = r.cpus_per_actor
+    place = Placement(r, roles)
     teachers = [
-        role_actor(TeacherSelf, cpus).remote(checkpoint, threads=r.threads_per_process) for _ in range(r.teachers)
+        role_actor(TeacherSelf, r.teacher, place.slot("teacher")).remote(
+            checkpoint, threads=r.threads_per_process, dtype=cfg.model.dtype
+        )
+        for _ in range(r.teachers)
     ]
-    critic = role_actor(RewardCritic, cpus).remote(checkpoint, gamma=s.gamma, z0=s.z0, threads=r.threads_per_process)
+    critic = role_actor(RewardCritic, r.critic, place.slot("critic")).remote(
+        checkpoint, gamma=s.gamma, z0=s.z0, threads=r.threads_per_process, dtype=cfg.model.dtype
+    )
     engine_cls, init = _engine_class(cfg), str(work / "init")
-    kw = {"threads": r.threads_per_process} if engine_cls is HFEngine else {}
-    engines = [role_actor(engine_cls, cpus).remote(init, version=0, **kw) for _ in range(r.rollout_engines)]
+    # Ray restarts a dead engine (from init); the train loop's EnginePool gives it the current weights again
+    engines = [
+        role_actor(engine_cls, r.rollout, place.slot("rollout"), max_restarts=r.engine_max_restarts).remote(
+            init, version=0, **engine_kwargs(cfg)
+        )
+        for _ in range(r.rollout_engines)
+    ]
     actors = [*teachers, critic, *engines]
     try:
         items, dreams, pool = _material(cfg, teachers, memories, cycle)
@@ -260,6 +285,7 @@ def run_seeding(
     finally:
         for a in actors:
             ray.kill(a)
+        place.remove()
 
     record = {
         "cycle": cycle,

@@ -122,7 +122,8 @@ def distill_from_logits(
         if topk:
             index[i, :n] = torch.from_numpy(np.array(tl.indices[:n]))  # type: ignore[index]
     if topk:
-        s_logits = s_logits.gather(-1, index)  # the student's logits on the teacher's top-K tokens
+        s_logits = s_logits.gather(-1, index.to(s_logits.device))  # the student's logits on the teacher's top-K
+    t_logits, s_logits = t_logits.to(s_logits.device), s_logits.float()  # the student may run on CUDA, in bf16
     per_token = divergence(cfg.divergence, t_logits, s_logits, beta=cfg.beta, temperature=cfg.temperature)
     return sequence_mean(per_token, mask).mean()
 
@@ -151,7 +152,8 @@ def imitation_from_logits(
     logits: Tensor, tokens: Tensor, mask: Tensor, rewards: Sequence[float], *, group_size: int, temperature: float
 ) -> Tensor:
     """`imitation_loss` given the student's logits [B, T, V], tokens [B, T] and mask [B, T]."""
-    adv = group_advantages(torch.tensor(list(rewards), dtype=torch.float32), group_size=group_size)
-    logprobs = token_logprobs(logits, tokens, temperature=temperature)
+    device = logits.device
+    adv = group_advantages(torch.tensor(list(rewards), dtype=torch.float32, device=device), group_size=group_size)
+    logprobs = token_logprobs(logits.float(), tokens, temperature=temperature)
     per_token = policy_gradient_loss(logprobs, adv, mask)
-    return masked_mean(sequence_mean(per_token, mask), torch.ones(len(rewards), dtype=torch.bool))
+    return masked_mean(sequence_mean(per_token, mask), torch.ones(len(rewards), dtype=torch.bool, device=device))

@@ -45,10 +45,10 @@ def cut_sentence(sentence: str, rng: random.Random, min_prefix_words: int = 2) -
 class TeacherSelf:
     """The frozen pre-sleep model. Construct from a checkpoint directory; usable in-process or as an actor."""
 
-    def __init__(self, checkpoint: str, *, threads: int = 1, context_tokens: int = 0):
+    def __init__(self, checkpoint: str, *, threads: int = 1, context_tokens: int = 0, dtype: str = "float32"):
         if threads:
             torch.set_num_threads(threads)
-        self.model, self.tokenizer = load_pretrained(checkpoint)
+        self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
         window = int(self.model.config.max_position_embeddings)
         self.context_tokens = context_tokens or max(32, window - 160)  # room for the question and the answer
 
@@ -165,7 +165,7 @@ class TeacherSelf:
         logits, _, _ = completion_logits(self.model, prompt_ids, completions, pad_id=self.tokenizer.pad_token_id)
         out = []
         for b, c in enumerate(completions):
-            row = logits[b, : len(c)].float()
+            row = logits[b, : len(c)].float().cpu()
             if topk > 0:
                 top = row.topk(min(topk, row.shape[-1]), dim=-1)
                 out.append(TeacherLogits(top.values.numpy(), top.indices.numpy()))

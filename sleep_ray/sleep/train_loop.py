@@ -16,6 +16,7 @@ version = optimizer steps taken), logs metrics, and saves Ray Train checkpoints 
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import tempfile
@@ -30,6 +31,7 @@ import ray.train.torch
 import torch
 
 from sleep_ray.config import SeedingConfig
+from sleep_ray.rollout.pool import EnginePool
 from sleep_ray.sleep.records import call, check_fresh
 from sleep_ray.sleep.student import (
     GROWTH_FILE,
@@ -91,12 +93,6 @@ class _MetricsLog:
             self.writer.flush()
 
 
-def _push(model: torch.nn.Module, engines: list[Any], version: int, timeout: float) -> None:
-    """Put the trainable tensors in the object store once; every rollout engine loads them in place."""
-    ref = ray.put(trainable_arrays(model))
-    call([e.load_weights.remote(ref, version) for e in engines], timeout, "weight push")
-
-
 @dataclass
 class _Plan:
     """One step's draws and the rollout requests issued for it (so they can be issued a step early)."""
@@ -104,12 +100,12 @@ class _Plan:
     batch: list[Any]
     on_policy: list[bool]
     stored: list[Any]  # the stored teacher sample for each off-policy item (None where on-policy)
-    rolls: Any  # ObjectRef of the on-policy rollouts, or None
+    rolls: Any  # the pool's request for the on-policy rollouts, or None
     dreams: list[Any]
-    lti: Any  # ObjectRef of the imitation completions, or None
+    lti: Any  # the pool's request for the imitation completions, or None
 
 
-def _plan(step: int, rank: int, rng: random.Random, engine: Any, config: dict[str, Any], use_lti: bool) -> _Plan:
+def _plan(step: int, rank: int, rng: random.Random, engines: Any, config: dict[str, Any], use_lti: bool) -> _Plan:
     """Draw step `step`'s prompts (all of its randomness, in a fixed order) and ask the engine for its rollouts."""
     s: SeedingConfig = config["seeding"]
     items, pool, dreams = config["items"], config["teacher_pool"], config["dreams"]
@@ -120,13 +116,28 @@ def _plan(step: int, rank: int, rng: random.Random, engine: Any, config: dict[st
     gen_seed = config["seed"] * 1_000_003 + step * 101 + rank
     asked = [it.student for it, on in zip(batch, on_policy) if on]
     kw = {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature}
-    rolls = engine.generate.remote(asked, n=1, seed=gen_seed, **kw) if asked else None
+    rolls = engines.submit(asked, n=1, seed=gen_seed, **kw) if asked else None
     chosen, lti = [], None
     if use_lti:
         chosen = rng.sample(dreams, min(s.imitation_prompts, len(dreams)))
         prefixes = [d.prefix for d in chosen]
-        lti = engine.generate.remote(prefixes, n=s.group_size, seed=gen_seed + 53, stops=(".", "\n"), **kw)
+        lti = engines.submit(prefixes, n=s.group_size, seed=gen_seed + 53, stops=(".", "\n"), **kw)
     return _Plan(batch, on_policy, stored, rolls, chosen, lti)
+
+
+def _current(model: torch.nn.Module, step: int) -> tuple[dict[str, Any], int]:
+    return trainable_arrays(model), step
+
+
+def _autocast(model: torch.nn.Module, dtype: str) -> Any:
+    """bf16/fp16 autocast for the student's forward passes on CUDA (model.dtype); a no-op context on CPU. The
+    trainable expert keeps float32 master weights, so AdamW steps in full precision."""
+    import contextlib
+
+    device = next(model.parameters()).device
+    if device.type != "cuda" or dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float16)
 
 
 def shares(xs: list[Any], k: int) -> list[list[Any]]:
@@ -149,30 +160,34 @@ def train_loop(config: dict[str, Any]) -> None:
     torch.set_num_threads(config["threads"])
     timeout = config["timeout_s"]
     teachers, critic, engines = config["teachers"], config["critic"], config["engines"]
-    engine = engines[rank % len(engines)] if engines else None  # none needed without student sampling
+    pool = EnginePool(engines, timeout) if engines else None  # none needed without student sampling
     metrics = _MetricsLog(Path(config["log_dir"])) if rank == 0 else None
 
     model, tokenizer, record = load_student(config["init"])
     params = prepare_trainable(model, record)
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)  # decay would move frozen rows
     start = _restore(model, optimizer)
-    if rank == 0 and start and engines:
-        _push(model, engines, start, timeout)
+    if rank == 0 and start and pool is not None:
+        pool.push(trainable_arrays(model), start)
     ddp = ray.train.torch.prepare_model(model)
     rng = random.Random(config["seed"] * 1_000_003 + rank * 7919 + start)
     use_lti = s.alpha < 1.0 and bool(config["dreams"]) and s.imitation_prompts > 0
 
-    pending = _plan(start, rank, rng, engine, config, use_lti) if start < s.steps else None
+    autocast = _autocast(model, config.get("dtype", "float32"))
+    pending = _plan(start, rank, rng, pool, config, use_lti) if start < s.steps else None
     for step in range(start, s.steps):
         t0 = time.time()
         plan = pending
         assert plan is not None
-        rolls = call(plan.rolls, timeout, "rollout engine generate") if plan.rolls is not None else []
-        lti = call(plan.lti, timeout, "rollout engine generate") if plan.lti is not None else []
+        # a restarted engine gets these weights again (every rank holds the same) before its share is re-asked
+        weights = functools.partial(_current, model, step)
+        oldest = step - s.max_staleness
+        rolls = pool.result(plan.rolls, weights, oldest) if pool is not None and plan.rolls is not None else []
+        lti = pool.result(plan.lti, weights, oldest) if pool is not None and plan.lti is not None else []
         t_rollouts = time.time() - t0
         # Ask for the next step's rollouts now: the engine samples them (with these weights, one version
         # stale) while the teacher, the critic and this worker do the rest of the step.
-        pending = _plan(step + 1, rank, rng, engine, config, use_lti) if s.prefetch and step + 1 < s.steps else None
+        pending = _plan(step + 1, rank, rng, pool, config, use_lti) if s.prefetch and step + 1 < s.steps else None
         check_fresh([*rolls, *lti], step, s.max_staleness)
         own = iter(rolls)
         completions = [next(own).token_ids if st is None else st.token_ids for st in plan.stored]
@@ -180,11 +195,12 @@ def train_loop(config: dict[str, Any]) -> None:
         group = [d for d in plan.dreams for _ in range(s.group_size)]
         c_ref = critic.score.remote(group, [r.text for r in lti]) if lti else None
         # The student's forward passes run while the teacher and the critic work.
-        s_logits, _, mask = student_logits(ddp, tokenizer, [it.student for it in plan.batch], completions)
-        if c_ref is not None:
-            lti_logits, lti_tokens, lti_mask = student_logits(
-                ddp, tokenizer, [d.prefix for d in group], [r.token_ids for r in lti]
-            )
+        with autocast:
+            s_logits, _, mask = student_logits(ddp, tokenizer, [it.student for it in plan.batch], completions)
+            if c_ref is not None:
+                lti_logits, lti_tokens, lti_mask = student_logits(
+                    ddp, tokenizer, [d.prefix for d in group], [r.token_ids for r in lti]
+                )
         t_logits = [x for part in call(t_refs, timeout, "teacher-self score") for x in part]
         t_wait = time.time() - t0
         l_dist = distill_from_logits(s_logits, mask, completions, t_logits, s)
@@ -211,12 +227,14 @@ def train_loop(config: dict[str, Any]) -> None:
         loss.backward()
         optimizer.step()
         version = step + 1
-        if rank == 0 and engines and version % s.push_every == 0:  # no engines: nothing samples from the student
+        if rank == 0 and pool is not None and version % s.push_every == 0:  # no engines: nothing samples
             t_push = time.time()
-            _push(model, engines, version, timeout)  # queued behind the prefetched rollouts
+            pool.push(trainable_arrays(model), version)  # queued behind the prefetched rollouts
             row["push_s"] = time.time() - t_push
+        if pool is not None:
+            row["engine_recoveries"] = pool.recoveries
         if not s.prefetch and version < s.steps:
-            pending = _plan(version, rank, rng, engine, config, use_lti)
+            pending = _plan(version, rank, rng, pool, config, use_lti)
         row.update(loss=float(loss.detach()), step_s=time.time() - t0, rollouts_s=t_rollouts, wait_s=t_wait)
         if metrics is not None:
             metrics.write(row)

@@ -26,7 +26,7 @@ from ray import serve
 
 from sleep_ray.config import Config, load_config
 from sleep_ray.wake import api
-from sleep_ray.wake.deploy import Swapper
+from sleep_ray.wake.deploy import CONTROLLER_OPTIONS, Swapper, serve_config
 from sleep_ray.wake.model import Generator, Weights, chat_prompt, completion_prompt, load_weights
 from sleep_ray.wake.retrieve import context_for
 from sleep_ray.wake.scheduler import NothingToSleepOnError, SleepBusyError, SleepScheduler, ensure_base_version
@@ -103,7 +103,11 @@ class SleepController:
         self.cfg = _config(args)
         s = self.cfg.serve
         store = _store(self.cfg)
-        ensure_base_version(store, self.cfg.model.path)
+        active = ensure_base_version(store, self.cfg.model.path)
+        path = Path(args["serve_config"])
+        if not path.is_file():  # deployed by `serve deploy` or a RayService, not by `sleep-ray serve`: swaps need it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(serve_config(self.cfg, args, active.checkpoint, active.version), indent=2))
         swap = Swapper(args["dashboard"], f"http://{s.host}:{s.port}", Path(args["serve_config"]), s.replicas)
         self.scheduler = SleepScheduler(self.cfg, store, swap)
         self._loop = asyncio.get_event_loop().create_task(self._poll())
@@ -372,6 +376,9 @@ def build_app(args: dict[str, Any]) -> Any:
     s = cfg.serve
     controller: Any = SleepController
     server: Any = WakeServer
-    ctrl = controller.options(ray_actor_options={"num_cpus": 0.05}).bind(args)
-    opts = {"num_replicas": s.replicas, "ray_actor_options": {"num_cpus": s.cpus_per_replica}}
+    ctrl = controller.options(ray_actor_options=CONTROLLER_OPTIONS).bind(args)
+    opts = {
+        "num_replicas": s.replicas,
+        "ray_actor_options": {"num_cpus": s.cpus_per_replica, "num_gpus": s.gpus_per_replica},
+    }
     return server.options(**opts).bind(ctrl, args)

@@ -24,6 +24,9 @@ from sleep_ray.config import Config
 
 IMPORT_PATH = "sleep_ray.wake.app:build_app"
 SERVER, CONTROLLER = "WakeServer", "SleepController"
+# The scheduler swaps through the head's dashboard and checks the head's HTTP proxy, so it lives on the head node
+# (Ray gives the head the built-in resource `node:__internal_head__`).
+CONTROLLER_OPTIONS: dict[str, Any] = {"num_cpus": 0.05, "resources": {"node:__internal_head__": 0.001}}
 
 
 def serve_config(cfg: Config, args: dict[str, Any], checkpoint: str, version: int) -> dict[str, Any]:
@@ -44,9 +47,9 @@ def serve_config(cfg: Config, args: dict[str, Any], checkpoint: str, version: in
                         "name": SERVER,
                         "num_replicas": s.replicas,
                         "user_config": user_config,
-                        "ray_actor_options": {"num_cpus": s.cpus_per_replica},
+                        "ray_actor_options": {"num_cpus": s.cpus_per_replica, "num_gpus": s.gpus_per_replica},
                     },
-                    {"name": CONTROLLER, "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.05}},
+                    {"name": CONTROLLER, "num_replicas": 1, "ray_actor_options": CONTROLLER_OPTIONS},
                 ],
             }
         ],
@@ -62,9 +65,19 @@ def with_weights(config: dict[str, Any], checkpoint: str, version: int) -> dict[
     return new
 
 
+def _auth_headers() -> dict[str, str]:
+    """Ray's bearer token for its dashboard when token auth is on (RAY_AUTH_MODE=token, Ray 2.60's default), else {}."""
+    try:
+        from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+    except ImportError:  # a Ray without token auth
+        return {}
+    return dict(get_auth_headers_if_auth_enabled({}))
+
+
 def deploy(dashboard: str, config: dict[str, Any], timeout_s: float = 60.0) -> None:
     """PUT the config to the dashboard's Serve REST API (declarative: only what changed is applied)."""
-    r = httpx.put(f"{dashboard}/api/serve/applications/", json=config, timeout=timeout_s)
+    url = f"{dashboard}/api/serve/applications/"
+    r = httpx.put(url, json=config, headers=_auth_headers(), timeout=timeout_s)
     if r.status_code >= 300:
         raise RuntimeError(f"Serve deploy at {dashboard} failed: {r.status_code} {r.text[:500]}")
 

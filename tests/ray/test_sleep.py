@@ -35,8 +35,10 @@ SMALL_SLEEP = [
     "sleep.seeding.checkpoint_every=2",
     "sleep.seeding.lmbda=0.5",
     "resources.train_workers=2",
-    "resources.cpus_per_train_worker=0.5",
-    "resources.cpus_per_actor=0.25",
+    "resources.trainer.cpus=0.5",
+    "resources.teacher.cpus=0.25",
+    "resources.critic.cpus=0.25",
+    "resources.rollout.cpus=0.25",
     "resources.call_timeout_s=240",
     "resources.fit_timeout_s=600",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 
 import httpx
@@ -35,6 +36,7 @@ def endpoint(ray_cluster, tmp_path_factory):
         f"run_dir={run_dir}",
         f"model.path={ROOT / 'examples' / 'tiny_base'}",
         f"serve.port={_free_port()}",
+        "serve.replicas=2",  # the swap reaches every replica; a replica killed under load leaves one answering
         "serve.max_memories_per_call=4",
         "serve.max_memory_chars=400",
         "serve.gate.min_gain=-1",
@@ -137,11 +139,15 @@ def test_bad_completions_get_4xx(endpoint, body, status):
     assert r.headers["x-weight-version"] == "0"
 
 
-def _replica_pid() -> int:
+def _replica_pids() -> list[int]:
     from ray.util.state import list_actors
 
     alive = list_actors(filters=[("state", "=", "ALIVE")], detail=True)
-    return next(int(a.pid) for a in alive if "WakeServer" in (a.class_name or ""))
+    return sorted(int(a.pid) for a in alive if "WakeServer" in (a.class_name or ""))
+
+
+def _replica_pid() -> int:
+    return _replica_pids()[0]
 
 
 def test_memory_is_durable_through_kill_9_and_used_in_context(endpoint):
@@ -158,6 +164,52 @@ def test_memory_is_durable_through_kill_9_and_used_in_context(endpoint):
     assert used["memories_used"] == ["zorya"]
     bare = httpx.post(f"{endpoint.url}/v1/chat/completions", json={**ask, "use_memories": False}, timeout=60).json()
     assert bare["memories_used"] == []
+
+
+def test_endpoint_keeps_answering_while_a_replica_is_killed_under_load(endpoint):
+    wait_until_up(endpoint.url, 180)
+    deadline = time.time() + 180
+    while len(_replica_pids()) < 2 and time.time() < deadline:  # the durability test's replacement may be starting
+        time.sleep(1)
+    before = _replica_pids()
+    assert len(before) == 2
+    results: list[tuple[float, int]] = []  # (time sent, status; -1 = no HTTP answer)
+    stop, clients = threading.Event(), 3
+    body = {"model": "sleep-ray", "prompt": "Question: Where does Ana Vel live?\nAnswer:", "max_tokens": 4}
+
+    def load() -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                sent = time.time()
+                try:
+                    results.append((sent, c.post(f"{endpoint.url}/v1/completions", json=body).status_code))
+                except httpx.HTTPError:
+                    results.append((sent, -1))
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    killed_at = time.time()
+    os.kill(before[0], signal.SIGKILL)
+    replaced_at, deadline = None, time.time() + 180
+    while time.time() < deadline:
+        now = _replica_pids()
+        if len(now) == 2 and before[0] not in now:
+            replaced_at = time.time()
+            break
+        time.sleep(0.5)
+    time.sleep(3)  # keep the load on the replaced pair for a while
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert replaced_at is not None, "Serve did not replace the killed replica"
+    during = [st for sent, st in results if killed_at <= sent < replaced_at]
+    after = [st for sent, st in results if sent >= replaced_at]
+    failed = [st for sent, st in results if sent >= killed_at and st != 200]
+    assert during.count(200) >= 3, during  # the surviving replica answered while the other was replaced
+    assert after and all(st == 200 for st in after), after
+    assert len(failed) <= clients, failed  # at most the requests in flight on the killed replica
 
 
 def test_sleep_swaps_every_replica_then_rollback(endpoint):
@@ -248,7 +300,7 @@ def _scheduler(run_dir, extra):
     "extra,status,why",
     [
         (["serve.gate.min_gain=1.0"], "rejected", "gate.min_gain"),  # a sleep that learnt too little
-        (["resources.cpus_per_train_worker=64"], "failed", "resources.cpus_per_train_worker"),  # a crashed sleep
+        (["resources.trainer.cpus=64"], "failed", "resources.trainer"),  # a crashed sleep
     ],
 )
 def test_failed_gate_or_crashed_sleep_leaves_the_serving_model(ray_cluster, tmp_path, extra, status, why):

@@ -9,9 +9,10 @@ import pytest
 from sleep_ray.config import Config, ConfigError, load_config, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG_FILES = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("clusters/**/*.yaml")])
-# Files in clusters/ that are Ray or Kubernetes documents, not sleep_ray configs, are loaded by their own tests.
-SLEEP_RAY_CONFIGS = [p for p in CONFIG_FILES if "runtime_env" not in p.name and "cluster" not in p.stem]
+# sleep_ray configs live in examples/ only. The files in clusters/ are Ray and Kubernetes documents (launcher YAML,
+# runtime env, KubeRay resources), loaded and checked against the project by tests/unit/test_clusters.py.
+CONFIG_FILES = sorted(ROOT.glob("examples/**/*.yaml"))
+SLEEP_RAY_CONFIGS = CONFIG_FILES
 
 
 def test_there_are_example_configs():
