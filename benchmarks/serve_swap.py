@@ -14,67 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 from rich.console import Console
 
+from sleep_ray.bench.load import Load, expected_answers, latency
 from sleep_ray.config import load_config
 from sleep_ray.data.world import generate_world
 from sleep_ray.wake.demo import sleep_now
 from sleep_ray.wake.deploy import Swapper, launch
-from sleep_ray.wake.model import Generator, chat_prompt, load_weights
-
-
-def expected_answers(checkpoint: str, questions: list[str], max_tokens: int) -> list[str]:
-    """What a version answers (greedy, same prompt shape and stop as the server) to each question."""
-    w, gen = load_weights(checkpoint), Generator()
-    return [gen.complete(w, chat_prompt(w, [("user", q)], ""), max_tokens, 0.0, ["\n"], None)[0] for q in questions]
-
-
-class Load:
-    """`clients` threads asking the questions round-robin until stopped; every outcome recorded."""
-
-    def __init__(self, url: str, model: str, questions: list[str], max_tokens: int, clients: int):
-        self.url, self.model, self.questions, self.max_tokens = url, model, questions, max_tokens
-        self.rows: list[tuple] = []  # (start, end, status, version, text, question index)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
-
-    def _client(self, i: int) -> None:
-        with httpx.Client(timeout=120) as http:
-            k = i
-            while not self.stop.is_set():
-                q = self.questions[k % len(self.questions)]
-                body = {
-                    "model": self.model,
-                    "messages": [{"role": "user", "content": q}],
-                    "max_tokens": self.max_tokens,
-                    "use_memories": False,
-                }
-                t0 = time.time()
-                try:
-                    r = http.post(f"{self.url}/v1/chat/completions", json=body)
-                    out = r.json() if r.status_code == 200 else {}
-                    text = out["choices"][0]["message"]["content"] if out else r.text
-                    row = (r.status_code, int(out.get("weight_version", -1)), text)
-                except httpx.HTTPError as e:
-                    row = (0, -1, repr(e))
-                self.rows.append((t0, time.time(), *row, k % len(self.questions)))
-                k += 1
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
 
 def main() -> None:
@@ -128,10 +78,7 @@ def main() -> None:
             swap_s.append(time.time() - t0)
         time.sleep(args.gap_s)
 
-    def summary(rows: list[tuple]) -> dict[str, float]:
-        lat = np.array([e - s for s, e, *_ in rows]) * 1000
-        return {"requests": len(rows), "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
-
+    summary = latency
     in_swap = [r for r in during.rows if any(r[0] < b and r[1] > a for a, b in windows)]
     failed = [r for r in steady.rows + during.rows if r[2] != 200]
     wrong = [r for r in steady.rows + during.rows if r[2] == 200 and r[4] != expect[r[3]][r[5]]]

@@ -6,6 +6,7 @@
     sleep-ray eval     --config examples/tiny_cpu.yaml --checkpoint runs/tiny/base
     sleep-ray sleep    --config examples/sleep_tiny.yaml --cycle 1    # consolidate cycle 1's memories
     sleep-ray serve    --config examples/tiny_cpu.yaml           # the wake endpoint on Ray Serve (Ctrl-C stops)
+    sleep-ray bench system --config examples/sleep_tiny.yaml     # the system against its limits, as ratios
 
 Trailing `key=value` arguments override the config (OmegaConf dotlist). A subcommand is listed here only
 once it works.
@@ -186,6 +187,22 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
+    from sleep_ray.bench.report import table
+    from sleep_ray.bench.system import PARTS, run_system
+
+    parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"--parts: unknown part(s) {unknown}; choose from {','.join(PARTS)}")
+    if "swap" in parts and "sleep" not in parts:
+        console.print("swap without sleep: swapping between the base model and its grown (function-preserving) copy")
+    result = run_system(args.config, list(args.overrides), parts, args.sizes, args.steps)
+    console.print(table(result))
+    console.print(f"system benchmark written to {Path(cfg.run_dir) / 'bench'} (system.json, system.md)")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "demo": (cmd_demo, "the tiny end-to-end job: serve, learn memories in context, sleep, swap, answer from weights"),
     "world": (cmd_world, "generate the synthetic knowledge world and memory stream"),
@@ -193,6 +210,7 @@ COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "eval": (cmd_eval, "evaluate a checkpoint on the world's probes: JSON, Markdown table, plots"),
     "sleep": (cmd_sleep, "consolidate one cycle's memories into a grown model (Knowledge Seeding on Ray)"),
     "serve": (cmd_serve, "serve the wake endpoint: OpenAI-compatible API, memories, scheduled sleep, hot swap"),
+    "bench": (cmd_bench, "benchmarks: `bench system` measures the system against plain baselines, as ratios"),
 }
 
 
@@ -201,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "bench":  # one level more: `sleep-ray bench system --config ... key=value`
+            suites = p.add_subparsers(dest="suite", required=True)
+            p = suites.add_parser("system", help="overheads of Ray, weight pushes, Ray Train, sleep, swap")
         p.add_argument("--config", help="YAML config (examples/tiny_cpu.yaml); defaults apply when omitted")
         p.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. pretrain.steps=100")
         if name == "pretrain":
@@ -208,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "eval":
             p.add_argument("--checkpoint", help="checkpoint directory (default: model.path, else <run_dir>/base)")
             p.add_argument("--out", help="output directory (default: <run_dir>/eval)")
+        if name == "bench":
+            p.add_argument("--parts", default="rollout,push,train,sleep,swap", help="comma-separated parts to run")
+            p.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200], help="memories per sleep (sleep)")
+            p.add_argument("--steps", type=int, default=100, help="optimizer steps of each of those sleeps")
         if name == "sleep":
             p.add_argument("--cycle", type=int, required=True, help="the stream cycle (day) whose memories to learn")
             p.add_argument("--memories", help="stream.jsonl or a world directory (default: the config's world)")

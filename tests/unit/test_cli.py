@@ -22,7 +22,7 @@ def test_help_lists_the_working_subcommands(capsys):
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_subcommand_has_help(name, capsys):
     with pytest.raises(SystemExit):
-        build_parser().parse_args([name, "--help"])
+        build_parser().parse_args([name, "system", "--help"] if name == "bench" else [name, "--help"])
     assert "--config" in capsys.readouterr().out
 
 
@@ -98,3 +98,8 @@ def test_sleep_with_an_unknown_stage_or_dreaming_without_a_seeded_model_fails_wi
     assert main([*args, "--stages", "dreaming"]) == 2
     assert "holds none: run --stages seeding first" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "c1").exists()
+
+
+def test_bench_with_an_unknown_part_fails_with_exit_code_2(capsys, tmp_path):
+    assert main(["bench", "system", "--parts", "rollout,warp", f"run_dir={tmp_path}"]) == 2
+    assert "--parts: unknown part(s) ['warp']" in capsys.readouterr().out

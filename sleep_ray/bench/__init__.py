@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the package (`sleep-ray bench ...`): the system against its limits."""
