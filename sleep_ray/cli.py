@@ -198,7 +198,7 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
     if "swap" in parts and "sleep" not in parts:
         console.print("swap without sleep: swapping between the base model and its grown (function-preserving) copy")
     result = run_system(args.config, list(args.overrides), parts, args.sizes, args.steps)
-    console.print(table(result))
+    console.print(table(result), soft_wrap=True)
     console.print(f"system benchmark written to {Path(cfg.run_dir) / 'bench'} (system.json, system.md)")
     return 0
 

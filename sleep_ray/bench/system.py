@@ -135,8 +135,8 @@ def fixed_batch(init: str, questions: list[str], size: int, max_new_tokens: int)
 
 
 def train_steps(config: dict[str, Any]) -> None:
-    """Mean seconds per optimizer step (after 3 warm-up steps) of the student on the fixed batch, into
-    config["out"] in this process (config["ray"] False), or reported from a Ray Train worker's loop (DDP)."""
+    """Mean seconds per optimizer step (after 3 warm-up steps) of the student on the fixed batch, written as JSON
+    to config["out"]; in this process (config["ray"] False) or as a Ray Train worker's loop (DDP, rank 0 writes)."""
     import ray.train
     import ray.train.torch
 
@@ -153,10 +153,8 @@ def train_steps(config: dict[str, Any]) -> None:
         optimizer.step()
         times.append(time.time() - t)
     mean = float(np.mean(times[3:]))
-    if config["ray"]:
-        ray.train.report({"step_s": mean})
-    else:
-        config["out"]["step_s"] = mean
+    if not config["ray"] or ray.train.get_context().get_world_rank() == 0:
+        Path(config["out"]).write_text(json.dumps({"step_s": mean}))  # Ray Train V2 keeps metrics only with checkpoints
 
 
 def train_overhead(cfg: Config, init: str, questions: list[str], steps: int) -> dict[str, Any]:
@@ -165,16 +163,17 @@ def train_overhead(cfg: Config, init: str, questions: list[str], steps: int) -> 
 
     batch = fixed_batch(init, questions, cfg.sleep.seeding.batch_size, cfg.sleep.seeding.max_new_tokens)
     config = {"init": init, "batch": batch, "steps": steps, "threads": 1, "seeding": cfg.sleep.seeding}
-    box: dict[str, float] = {}
-    train_steps({**config, "ray": False, "out": box})
-    plain = box["step_s"]
+    out = (Path(cfg.run_dir) / "bench" / "train_step.json").resolve()
+    train_steps({**config, "ray": False, "out": str(out)})
+    plain = json.loads(out.read_text())["step_s"]
     trainer = TorchTrainer(
         train_steps,
-        train_loop_config={**config, "ray": True},
+        train_loop_config={**config, "ray": True, "out": str(out)},
         scaling_config=ScalingConfig(num_workers=1, resources_per_worker=ray_resources(cfg.resources.trainer)),
         run_config=RunConfig(name="bench_train", storage_path=str((Path(cfg.run_dir) / "bench" / "ray").resolve())),
     )
-    on_ray = float((trainer.fit().metrics or {})["step_s"])
+    trainer.fit()
+    on_ray = json.loads(out.read_text())["step_s"]
     return {
         "batch": len(batch["items"]),
         "plain_step_ms": round(1000 * plain, 1),
@@ -263,7 +262,7 @@ def run_system(
     torch.set_num_threads(1)
     world = generate_world(cfg.data.world)
     questions = [prompts.closed_book(p.question) for d in world.documents for p in d.probes][:96]
-    init = Path(cfg.run_dir) / "bench" / "grown"
+    init = (Path(cfg.run_dir) / "bench" / "grown").resolve()  # Ray Train workers run in another directory
     grow_student(cfg, cfg.model.path, init, cycle=1)  # a sleep's starting point: every part uses it
     if not ray.is_initialized():
         ray.init(num_cpus=int(cfg.resources.num_cpus) or 4, include_dashboard=True, dashboard_host="127.0.0.1")
@@ -274,18 +273,24 @@ def run_system(
         "config": cfg_path,
     }
     s = cfg.sleep.seeding
+    out = Path(cfg.run_dir) / "bench"
+    partial = out / "system.partial.json"  # each part's figures as soon as it is done
+
+    def done(part: str, figures: dict[str, Any]) -> None:
+        result[part] = figures
+        partial.write_text(json.dumps(result, indent=2))
+
     if "rollout" in parts:
-        result["rollout"] = rollout_overhead(str(init), questions, 6, s.max_new_tokens)
+        done("rollout", rollout_overhead(str(init), questions, 6, s.max_new_tokens))
     if "push" in parts:
-        result["push"] = weight_push(cfg, str(init), engines=2, reps=20)
+        done("push", weight_push(cfg, str(init), engines=2, reps=20))
     if "train" in parts:
-        result["train"] = train_overhead(cfg, str(init), questions, steps=30)
+        done("train", train_overhead(cfg, str(init), questions, steps=30))
     if "sleep" in parts:
-        result["sleep"] = sleep_scaling(cfg, sizes, steps)
+        done("sleep", sleep_scaling(cfg, sizes, steps))
     if "swap" in parts:
         grown = result["sleep"]["rows"][0]["checkpoint"] if "sleep" in result else str(init)
-        result["swap"] = swap_under_load(cfg_path, overrides, grown, seconds=20.0, swaps=4)
-    out = Path(cfg.run_dir) / "bench"
+        done("swap", swap_under_load(cfg_path, overrides, grown, seconds=20.0, swaps=4))
     write_report(result, out)
     (out / "system.json").write_text(json.dumps(result, indent=2))
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -12,6 +13,14 @@ from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.generate import complete
 from sleep_ray.rollout.engine import make_rollout
 from sleep_ray.sleep.records import Rollout
+
+
+def _view(array: np.ndarray) -> torch.Tensor:
+    """A tensor over a pushed array without copying it. Arrays from the object store are read-only: torch warns
+    that writing through the view would be undefined, but the view is only read (by `copy_`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
 
 
 class HFEngine:
@@ -50,7 +59,7 @@ class HFEngine:
             target = params[name]
             if tuple(target.shape) != tuple(array.shape):
                 raise ValueError(f"weight push {name}: shape {array.shape} != model {tuple(target.shape)}")
-            target.copy_(torch.from_numpy(np.array(array)))  # a writable copy of the pushed array
+            target.copy_(_view(array))
         self.version = version
         return version
 

@@ -153,9 +153,10 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     overrides = [*overrides, *absolute]
     cfg = load_config(cfg_path, overrides)
     token = admin_token or cfg.serve.admin_token or os.environ.get("SLEEP_RAY_ADMIN_TOKEN") or secrets.token_hex(16)
-    if not ray.is_initialized():
+    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):  # a job on a cluster: its resources are its own
+        ray.init(log_to_driver=False, configure_logging=False)
+    elif not ray.is_initialized():
         ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
             num_cpus=int(cfg.resources.num_cpus) or None,
             include_dashboard=True,
             dashboard_host="127.0.0.1",

@@ -108,11 +108,8 @@ def head(tmp_path):
         assert not left, f"processes of the stopped head survived: {left}"
 
 
-@pytest.mark.timeout(900)
-def test_ray_job_submit_runs_a_sleep_on_a_started_head(head, tmp_path):
-    url, env = head
-    out = tmp_path / "cycle-1"
-    overrides = [f"run_dir={tmp_path}", *SMALL_SLEEP, "resources.train_workers=1"]
+def _submit(url: str, env: dict[str, str], command: list[str]) -> str:
+    """`ray job submit --no-wait` with the repo as working dir and clusters/runtime_env.yaml; returns the job id."""
     submit = [
         str(BIN / "ray"),
         "job",
@@ -122,31 +119,36 @@ def test_ray_job_submit_runs_a_sleep_on_a_started_head(head, tmp_path):
         f"--runtime-env={ROOT / 'clusters' / 'runtime_env.yaml'}",
         "--no-wait",
         "--",
-        "sleep-ray",
-        "sleep",
-        "--config",
-        "examples/tiny_cpu.yaml",  # relative: resolved in the job's copy of the working directory
-        "--cycle",
-        "1",
-        "--stages",
-        "seeding",
-        "--out",
-        str(out),
-        *overrides,
+        *command,
     ]
     done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    job_id = next(w.strip("'\"") for w in done.stdout.split() if w.strip("'\"").startswith("raysubmit_"))
+    return next(w.strip("'\"") for w in done.stdout.split() if w.strip("'\"").startswith("raysubmit_"))
+
+
+def _wait(client, job_id: str, until, timeout_s: float = 800):
+    deadline, status = time.time() + timeout_s, None
+    while time.time() < deadline:
+        status = client.get_job_status(job_id)
+        if status in until:
+            return status
+        time.sleep(2)
+    return status
+
+
+@pytest.mark.timeout(1200)
+def test_ray_job_submit_runs_a_sleep_then_serves_its_checkpoint(head, tmp_path):
+    url, env = head
+    out = tmp_path / "cycle-1"
+    overrides = [f"run_dir={tmp_path}", *SMALL_SLEEP, "resources.train_workers=1"]
+    sleep = ["sleep-ray", "sleep", "--config", "examples/tiny_cpu.yaml", "--cycle", "1", "--stages", "seeding"]
+    # examples/tiny_cpu.yaml is relative: resolved in the job's copy of the working directory
+    job_id = _submit(url, env, [*sleep, "--out", str(out), *overrides])
 
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(url)
-    deadline, status = time.time() + 800, None
-    while time.time() < deadline:
-        status = client.get_job_status(job_id)
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-            break
-        time.sleep(2)
+    status = _wait(client, job_id, (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED))
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
 
@@ -154,3 +156,25 @@ def test_ray_job_submit_runs_a_sleep_on_a_started_head(head, tmp_path):
     assert meta["version"] == 1 and meta["producer"] == "sleep" and meta["extra"]["cycle"] == 1
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert "seeding: wrote" in logs  # the CLI's own summary line, from the job's driver
+
+    # the wake endpoint as a second job on the same cluster, serving the slept checkpoint
+    (port,) = _free_ports(1)
+    serve = ["sleep-ray", "serve", "--config", "examples/tiny_cpu.yaml", f"run_dir={tmp_path}", f"model.path={out}"]
+    serve_id = _submit(url, env, [*serve, f"serve.port={port}"])
+    endpoint, deadline, version = f"http://127.0.0.1:{port}", time.time() + 300, None
+    while version is None:  # the job runs until stopped; its endpoint answers once Serve is up
+        alive = client.get_job_status(serve_id) in (JobStatus.PENDING, JobStatus.RUNNING)
+        assert alive and time.time() < deadline, client.get_job_logs(serve_id)[-4000:]
+        try:
+            version = httpx.get(f"{endpoint}/v1/version", timeout=10).json()["weight_version"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            time.sleep(2)
+    assert version == 1, client.get_job_logs(serve_id)[-4000:]
+    body = {"model": "sleep-ray", "prompt": "Question: Where does Ana Vel live?\nAnswer:", "max_tokens": 4}
+    answer = httpx.post(f"{endpoint}/v1/completions", json=body, timeout=60)
+    assert answer.status_code == 200 and answer.json()["weight_version"] == 1
+    client.stop_job(serve_id)
+    assert _wait(client, serve_id, (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED), 120) in (
+        JobStatus.STOPPED,
+        JobStatus.SUCCEEDED,
+    )
