@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from sleep_ray.config import ResourcesConfig, RoleResources
+from sleep_ray.config import ResourcesConfig, RoleResources, ServeConfig
 
 
 def ray_resources(res: RoleResources) -> dict[str, float]:
@@ -45,26 +45,35 @@ def _fits(need: Mapping[str, float], have: Mapping[str, float]) -> bool:
     return all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
 
 
-def _problems(r: ResourcesConfig, roles: Mapping[str, int], train_workers: int) -> list[str]:
-    """Every request that this cluster can never hold, each naming its key; [] when all fit."""
+def _unplaceable(requests: Mapping[str, tuple[dict[str, float], int]], what: str) -> list[str]:
+    """Problems of `requests` ({config key: (one actor's resources, count)}) on the live cluster, each naming its
+    key: one actor that no node can hold, or a sum beyond the cluster's total. [] when all fit."""
     nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
     total = {k: float(v) for k, v in ray.cluster_resources().items()}
-    counts = {**roles, "trainer": train_workers}
     out = []
-    for role, n in counts.items():
-        need = ray_resources(getattr(r, role))
+    for key, (need, n) in requests.items():
         if n and not any(_fits(need, node) for node in nodes):
-            out.append(f"resources.{role}={need} is more than any node of this cluster has ({_node_summary(nodes)})")
+            out.append(f"{key}={need} is more than any node of this cluster has ({_node_summary(nodes)})")
     want: dict[str, float] = {}
-    for role, n in counts.items():
-        for k, v in ray_resources(getattr(r, role)).items():
+    for need, n in requests.values():
+        for k, v in need.items():
             want[k] = want.get(k, 0.0) + n * v
     short = {k: (v, total.get(k, 0.0)) for k, v in want.items() if total.get(k, 0.0) + 1e-9 < v}
     if short:
-        terms = " + ".join(f"{n} x resources.{role}" for role, n in counts.items() if n)
-        what = ", ".join(f"{v:g} {k} (cluster has {t:g})" for k, (v, t) in short.items())
-        out.append(f"this sleep needs {what}: {terms}")
+        terms = " + ".join(f"{n} x {key}" for key, (_, n) in requests.items() if n)
+        needs = ", ".join(f"{v:g} {k} (cluster has {t:g})" for k, (v, t) in short.items())
+        out.append(f"{what} needs {needs}: {terms}")
+    return out
+
+
+def _problems(r: ResourcesConfig, roles: Mapping[str, int], train_workers: int) -> list[str]:
+    """Every request of a sleep that this cluster can never hold, each naming its key; [] when all fit."""
+    counts = {**roles, "trainer": train_workers}
+    out = _unplaceable(
+        {f"resources.{role}": (ray_resources(getattr(r, role)), n) for role, n in counts.items()}, "this sleep"
+    )
     if r.colocate:
+        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
         bundle: dict[str, float] = {}
         for role in r.colocate:
             for k, v in ray_resources(getattr(r, role)).items():
@@ -72,6 +81,15 @@ def _problems(r: ResourcesConfig, roles: Mapping[str, int], train_workers: int) 
         if "PACK" in r.placement_strategy and not any(_fits(bundle, node) for node in nodes):
             out.append(f"resources.colocate={list(r.colocate)} needs {bundle} on one node; no node has that")
     return out
+
+
+def check_serve_resources(s: ServeConfig) -> None:
+    """Raise ValueError naming the key when the cluster can never hold `serve.replicas` wake replicas (Serve would
+    otherwise keep them pending and the endpoint never come up)."""
+    need = {k: v for k, v in {"CPU": s.cpus_per_replica, "GPU": s.gpus_per_replica}.items() if v > 0}
+    problems = _unplaceable({"serve.cpus_per_replica/gpus_per_replica": (need, s.replicas)}, "the wake endpoint")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _node_summary(nodes: list[dict[str, float]]) -> str:

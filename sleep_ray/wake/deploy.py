@@ -143,6 +143,7 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     import ray
 
     from sleep_ray.config import load_config
+    from sleep_ray.sleep.resources import check_serve_resources
     from sleep_ray.wake.scheduler import ensure_base_version
     from sleep_ray.wake.store import WakeStore
 
@@ -164,6 +165,7 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
             log_to_driver=False,
             configure_logging=False,
         )
+    check_serve_resources(cfg.serve)
     dashboard = _dashboard_url()
     root = Path(cfg.run_dir) / "wake"
     base = ensure_base_version(WakeStore(root), cfg.model.path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sleep_ray.config import load_config
-from sleep_ray.sleep.resources import Placement, check_resources, role_actor
+from sleep_ray.sleep.resources import Placement, check_resources, check_serve_resources, role_actor
 
 
 class _Where:
@@ -60,3 +60,19 @@ def test_colocated_roles_share_one_placement_group(ray_cluster):
         for a in actors:
             ray.kill(a)
         place.remove()
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["serve.gpus_per_replica=1"],
+            r"serve\.cpus_per_replica/gpus_per_replica=\{'CPU': 0\.5, 'GPU': 1\.0\} is more",
+        ),
+        (["serve.replicas=20"], r"the wake endpoint needs 10 CPU .*20 x serve\.cpus_per_replica"),
+    ],
+)
+def test_wake_replicas_the_cluster_can_never_hold_fail_naming_the_key(ray_cluster, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        check_serve_resources(load_config(None, overrides).serve)
+    check_serve_resources(load_config().serve)  # the default fits
