@@ -78,7 +78,7 @@ def _problems(r: ResourcesConfig, roles: Mapping[str, int], train_workers: int) 
         for role in r.colocate:
             for k, v in ray_resources(getattr(r, role)).items():
                 bundle[k] = bundle.get(k, 0.0) + roles.get(role, 0) * v
-        if "PACK" in r.placement_strategy and not any(_fits(bundle, node) for node in nodes):
+        if r.placement_strategy == "STRICT_PACK" and not any(_fits(bundle, node) for node in nodes):
             out.append(f"resources.colocate={list(r.colocate)} needs {bundle} on one node; no node has that")
     return out
 
@@ -114,6 +114,7 @@ def check_resources(r: ResourcesConfig, roles: Mapping[str, int], train_workers:
         while problems and time.time() < deadline:
             time.sleep(5.0)
             problems = _problems(r, roles, train_workers)
+        request_resources(bundles=[])  # from here the actors' own demand keeps the nodes
     if problems:
         raise ValueError("; ".join(problems))
 
