@@ -45,10 +45,14 @@ def _fits(need: Mapping[str, float], have: Mapping[str, float]) -> bool:
     return all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
 
 
+def _live_nodes() -> list[dict[str, float]]:
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
 def _unplaceable(requests: Mapping[str, tuple[dict[str, float], int]], what: str) -> list[str]:
     """Problems of `requests` ({config key: (one actor's resources, count)}) on the live cluster, each naming its
     key: one actor that no node can hold, or a sum beyond the cluster's total. [] when all fit."""
-    nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    nodes = _live_nodes()
     total = {k: float(v) for k, v in ray.cluster_resources().items()}
     out = []
     for key, (need, n) in requests.items():
@@ -73,7 +77,7 @@ def _problems(r: ResourcesConfig, roles: Mapping[str, int], train_workers: int) 
         {f"resources.{role}": (ray_resources(getattr(r, role)), n) for role, n in counts.items()}, "this sleep"
     )
     if r.colocate:
-        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        nodes = _live_nodes()
         bundle: dict[str, float] = {}
         for role in r.colocate:
             for k, v in ray_resources(getattr(r, role)).items():
