@@ -7,6 +7,7 @@
     sleep-ray sleep    --config examples/sleep_tiny.yaml --cycle 1    # consolidate cycle 1's memories
     sleep-ray serve    --config examples/tiny_cpu.yaml           # the wake endpoint on Ray Serve (Ctrl-C stops)
     sleep-ray bench system --config examples/sleep_tiny.yaml     # the system against its limits, as ratios
+    sleep-ray bench consolidation --config examples/bench_consolidation.yaml   # Sleep against the baselines
 
 Trailing `key=value` arguments override the config (OmegaConf dotlist). A subcommand is listed here only
 once it works.
@@ -188,6 +189,16 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
+    if args.suite == "consolidation":
+        from sleep_ray.bench.consolidation import run_consolidation
+        from sleep_ray.bench.consolidation_report import table, verdict
+
+        result = run_consolidation(args.config, list(args.overrides))
+        console.print(table(result), soft_wrap=True)
+        console.print(verdict(result), soft_wrap=True)
+        out = Path(cfg.run_dir) / "bench" / "consolidation"
+        console.print(f"consolidation benchmark written to {out} (consolidation.json, consolidation.md, plots)")
+        return 0
     from sleep_ray.bench.report import table
     from sleep_ray.bench.system import PARTS, run_system
 
@@ -210,8 +221,13 @@ COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "eval": (cmd_eval, "evaluate a checkpoint on the world's probes: JSON, Markdown table, plots"),
     "sleep": (cmd_sleep, "consolidate one cycle's memories into a grown model (Knowledge Seeding on Ray)"),
     "serve": (cmd_serve, "serve the wake endpoint: OpenAI-compatible API, memories, scheduled sleep, hot swap"),
-    "bench": (cmd_bench, "benchmarks: `bench system` measures the system against plain baselines, as ratios"),
+    "bench": (cmd_bench, "benchmarks: `bench consolidation` (Sleep vs baselines), `bench system` (overheads)"),
 }
+
+
+def _common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (examples/tiny_cpu.yaml); defaults apply when omitted")
+    p.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. pretrain.steps=100")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,9 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == "bench":  # one level more: `sleep-ray bench system --config ... key=value`
             suites = p.add_subparsers(dest="suite", required=True)
+            consolidation = suites.add_parser(
+                "consolidation", help="every method (Sleep, its ablations, baselines) over K cycles of memories"
+            )
+            _common_arguments(consolidation)
             p = suites.add_parser("system", help="overheads of Ray, weight pushes, Ray Train, sleep, swap")
-        p.add_argument("--config", help="YAML config (examples/tiny_cpu.yaml); defaults apply when omitted")
-        p.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. pretrain.steps=100")
+        _common_arguments(p)
         if name == "pretrain":
             p.add_argument("--restart", action="store_true", help="ignore an existing resumable state")
         if name == "eval":

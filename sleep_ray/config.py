@@ -254,6 +254,23 @@ class EvalConfig:
 
 
 @dataclass
+class ConsolidationBenchConfig:
+    """`sleep-ray bench consolidation`: every method over the same memory stream (sleep_ray/bench/consolidation.py)."""
+
+    cycles: int = spec(5, lo=1, help="stream cycles (days) each method consolidates, one after the other")
+    methods: list[str] = spec([], help="methods to run (bench/methods.py: METHODS); empty = all")
+    sft_steps: int = spec(0, lo=0, help="optimizer steps per cycle of the SFT baselines; 0 = sleep.seeding.steps")
+    sft_lr: float = spec(3e-4, lo=0.0, help="full-model SFT learning rate (the base model's last pretraining lr)")
+    sft_batch_size: int = spec(0, lo=0, help="packed rows per SFT step; 0 = sleep.seeding.batch_size")
+    replay_fraction: float = spec(0.5, lo=0.0, hi=1.0, help="share of SFT+replay rows from earlier cycles' memories")
+
+
+@dataclass
+class BenchConfig:
+    consolidation: ConsolidationBenchConfig = field(default_factory=ConsolidationBenchConfig)
+
+
+@dataclass
 class RoleResources:
     """What one actor (or Ray Train worker) of a role asks Ray for. `custom` names resources that a cluster's
     node types advertise (clusters/: e.g. `{rollout_node: 1}` pins rollout engines to the GPU worker type)."""
@@ -327,6 +344,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
 
 def validate(obj: Any, prefix: str = "") -> None:

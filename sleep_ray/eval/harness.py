@@ -118,12 +118,19 @@ def _mean(xs: list[float]) -> float:
 
 
 def evaluate(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, world: World, cfg: EvalConfig
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    world: World,
+    cfg: EvalConfig,
+    *,
+    in_context: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """All metrics of the module docstring: metrics[name][cycle_label] = value."""
+    """All metrics of the module docstring: metrics[name][cycle_label] = value. `in_context=False` skips the
+    in-context metrics (and perplexity), for callers that only need what a model knows closed-book."""
     all_items = items(world, cfg.splits)
     closed = answer(model, tokenizer, all_items, cfg, with_context=False)
     ctx_items = [it for it in all_items if it.cycle == "base" or it.probe.kind in ANSWERABLE_IN_CONTEXT]
+    ctx_items = ctx_items if in_context else []
     opened = dict(zip(map(id, ctx_items), answer(model, tokenizer, ctx_items, cfg, with_context=True)))
 
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -146,7 +153,8 @@ def evaluate(
 
     metrics = {name: {c: _mean(v) for c, v in by_cycle.items()} for name, by_cycle in acc.items()}
     metrics["stale"] = {c: stale_rate(p, s) for c, (p, s) in stale.items()}
-    metrics["perplexity"] = {"base": heldout_perplexity(model, tokenizer, world)}
+    if in_context:
+        metrics["perplexity"] = {"base": heldout_perplexity(model, tokenizer, world)}
     return metrics
 
 
