@@ -51,6 +51,7 @@ def summarize(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = ()) ->
     mean_closed_book  mean over cycles j of closed-book accuracy on cycle j's probes after K (`acc_final`)
     acquisition       mean over j of accuracy on cycle j right after learning it (the matrix diagonal)
     bwt               backward transfer (< 0: forgetting), `continual_metrics`
+    new               closed-book accuracy on the new facts (kind "new": the people the memories introduce)
     base, base_delta  closed-book accuracy on base knowledge after K, and minus the base model's (row 0)
     updated, stale    updated-fact probes answered with the new value / with the stale one (means over j)
     few_shot, long    closed-book accuracy on the demonstrated relation word / the long documents
@@ -66,6 +67,7 @@ def summarize(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = ()) ->
         "bwt": cm["bwt"],
         "base": base_after,
         "base_delta": base_after - base_before,
+        "new": _mean([_get(last, "new", c) for c in labels]),
         "updated": _mean([_get(last, "updated", c) for c in labels]),
         "stale": _mean([_get(last, "stale", c) for c in labels]),
         "few_shot": _mean([_get(last, "rule", c) for c in labels]),
@@ -96,7 +98,7 @@ def verdict(result: dict[str, Any], method: str = "sleep", tolerance: float = 0.
 
 
 COLUMNS = [("mean_closed_book", "mean closed-book (all cycles, after K)"), ("acquisition", "right after its cycle"),
-           ("bwt", "BWT"), ("base", "base knowledge"), ("base_delta", "vs base model"),
+           ("bwt", "BWT"), ("new", "new facts"), ("base", "base knowledge"), ("base_delta", "vs base model"),
            ("updated", "updated: new value"), ("stale", "updated: stale value"), ("few_shot", "few-shot rule"),
            ("long", "long docs"), ("wall_s", "wall s"), ("trained", "trained params")]  # fmt: skip
 
@@ -124,7 +126,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Consolidation benchmark: {result['cycles']} cycles",
         "",
         f"{m['date']}, {m['machine']}; config `{m['config']}` {' '.join(m['overrides'])}; base model "
-        f"`{m['model']}`; memories per cycle {m['memories_per_cycle']}; {m['wall_s']:.0f} s in all.",
+        f"`{m['model']}`; memories per cycle {m['memories_per_cycle']}; this invocation {m['wall_s']:.0f} s "
+        "(a rerun reuses finished cycles; `wall s` below is each method's own training time).",
         "",
         table(result),
         "",

@@ -21,7 +21,14 @@ def row(base: float, cycles: list[float], **extra: dict[str, float]) -> dict[str
 ROWS = [
     row(0.90, [0.10, 0.20]),
     row(0.88, [0.60, 0.25]),
-    row(0.86, [0.50, 0.70], updated={"1": 0.5, "2": 1.0}, stale={"1": 0.5, "2": 0.0}, rule={"1": 0.25}),
+    row(
+        0.86,
+        [0.50, 0.70],
+        updated={"1": 0.5, "2": 1.0},
+        stale={"1": 0.5, "2": 0.0},
+        rule={"1": 0.25},
+        new={"1": 0.4, "2": 0.8},
+    ),
 ]
 CYCLES = [{"wall_s": 10.0, "trained": 100}, {"wall_s": 12.5, "trained": 100}]
 
@@ -36,6 +43,7 @@ def test_summarize_matches_hand_computed_values():
     assert s["acquisition"] == pytest.approx((0.60 + 0.70) / 2)  # diagonal
     assert s["bwt"] == pytest.approx(0.50 - 0.60)  # cycle 1 after 2 minus right after 1
     assert s["base"] == pytest.approx(0.86) and s["base_delta"] == pytest.approx(-0.04)
+    assert s["new"] == pytest.approx(0.6)
     assert s["updated"] == pytest.approx(0.75) and s["stale"] == pytest.approx(0.25)
     assert s["few_shot"] == pytest.approx(0.25)  # cycle 2 has no rule probe: skipped, not zero
     assert math.isnan(s["long"])
