@@ -161,7 +161,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
         acc = accuracy_matrix(r["rows"])
         seen = [_mean(acc[t][:t]) if t else NAN for t in xs]
         ax.plot(xs[1:], seen[1:], marker="o", linestyle="--" if r["oracle"] else "-", label=name)
-    ax.set(xlabel="after cycle", ylabel="closed-book accuracy, cycles 1..t", title="Accuracy per cycle")
+    ax.set(xlabel="after cycle", ylabel="closed-book accuracy, cycles 1..t", title="Accuracy per cycle", xticks=xs[1:])
     ax.legend(fontsize=7)
     paths = [out_dir / "plot_accuracy.png"]
     fig.tight_layout()
@@ -173,8 +173,8 @@ def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:
         style = "--" if r["oracle"] else "-"
         a1.plot(xs[1:], [_get(row, "closed_book", "1") for row in r["rows"][1:]], marker="o", ls=style, label=name)
         a2.plot(xs, [_get(row, "closed_book", "base") for row in r["rows"]], marker="o", ls=style, label=name)
-    a1.set(xlabel="after cycle", ylabel="accuracy", title="Forgetting: cycle 1's probes")
-    a2.set(xlabel="after cycle", ylabel="accuracy", title="Forgetting: base knowledge")
+    a1.set(xlabel="after cycle", ylabel="accuracy", title="Forgetting: cycle 1's probes", xticks=xs[1:])
+    a2.set(xlabel="after cycle", ylabel="accuracy", title="Forgetting: base knowledge", xticks=xs)
     a2.legend(fontsize=7)
     paths.append(out_dir / "plot_forgetting.png")
     fig.tight_layout()
