@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,12 +41,15 @@ class Method:
     overrides: tuple[str, ...] = ()
     replay: bool = False
     help: str = ""
-    oracle: bool = field(default=False)
+
+    @property
+    def oracle(self) -> bool:
+        return self.kind == "oracle"
 
 
 METHODS: dict[str, Method] = {
     "no_sleep": Method("none", help="base model, closed-book"),
-    "in_context": Method("oracle", oracle=True, help="base model, memory in the prompt (upper bound)"),
+    "in_context": Method("oracle", help="base model, memory in the prompt (upper bound)"),
     "sft": Method("sft", help="continual full-model SFT on the memory text"),
     "sft_replay": Method("sft", replay=True, help="continual SFT with replay of earlier memories"),
     "distill_offpolicy": Method(
