@@ -177,6 +177,8 @@ class DreamingConfig:
     dreams_per_memory: int = spec(8, lo=1, help="dreams sampled about each memory (window) per round")
     top_k: int = spec(2, lo=0, help="importance filter: dreams kept per memory by gradient norm")
     random_b: int = spec(1, lo=0, help="importance filter: further dreams kept per memory at random")
+    curriculum: str = spec("uniform", choices=("uniform", "ppo"), help="how rounds >= 1 spread trials over memories")
+    curriculum_policy: str = spec("", help="curriculum=ppo: the RLlib policy (benchmarks/curriculum.py)")
     filter: bool = spec(True, help="false: every dream goes to trial (the 'no importance filter' ablation)")
     rest_em_rounds: int = spec(1, lo=0, help="ReST-EM M-steps (E-step sampling runs rounds + 1 times)")
     rest_em: bool = spec(True, help="false: the rounds still sample, but the generator never learns (ablation)")

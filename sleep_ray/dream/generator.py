@@ -1,7 +1,8 @@
 """The dream-generator (a Ray actor during sleep): the consolidated model with a memory in its context writes
 dreams about it, and ReST-EM's M-step fine-tunes it (a LoRA adapter) on the dreams that won their trials.
 
-    write(contexts, per_memory, kinds)  -> list[DreamSample]   (E-step sampling; stamped with `version`)
+    write(contexts, per_memory)         -> list[DreamSample]   (E-step sampling; stamped with `version`)
+    write_plan(contexts, counts)        -> list[DreamSample]   (as many of each (memory, kind) as a plan says)
     learn(winners)                      -> loss                (M-step: SFT on writer_prompt -> written)
     adapter() / load_adapter(arrays)                           (one generator learns, the others receive it)
 
@@ -40,6 +41,18 @@ class DreamGenerator:
         """`per_memory` dreams about each (memory_id, context), kinds alternating as in `cfg.kinds`."""
         kinds = list(self.cfg.kinds)
         asks = [(mid, c, kinds[j % len(kinds)], j) for mid, c in contexts for j in range(per_memory)]
+        return self._write(asks, seed, round_)
+
+    def write_plan(
+        self, contexts: Sequence[tuple[str, str]], counts: Mapping[tuple[str, str], int], *, seed: int, round_: int
+    ) -> list[DreamSample]:
+        """`counts[(memory_id, kind)]` dreams of that kind about each (memory_id, context) (a curriculum's plan)."""
+        asks = [(mid, c, k) for mid, c in contexts for k in self.cfg.kinds for _ in range(counts.get((mid, k), 0))]
+        return self._write([(mid, c, k, j) for j, (mid, c, k) in enumerate(asks)], seed, round_)
+
+    def _write(self, asks: list[tuple[str, str, str, int]], seed: int, round_: int) -> list[DreamSample]:
+        if not asks:
+            return []
         torch.manual_seed(seed)
         written = complete(
             self.lora.model,  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from sleep_ray.config import Config, ConfigError
 from sleep_ray.data import prompts
 from sleep_ray.data.schema import Memory
 from sleep_ray.dream.critic import TrialCritic
+from sleep_ray.dream.curriculum import Arm, ArmStats, arm_stats, policy_plan
 from sleep_ray.dream.generator import DreamGenerator
 from sleep_ray.dream.records import DreamSample, Probe, TrialResult
 from sleep_ray.dream.select import select
@@ -76,22 +77,32 @@ def write_probes(cfg: Config, teacher: Any, memories: list[Memory]) -> list[Prob
     return [Probe(it.memory_id, it.student, a) for it, a in zip(items, answers) if a.strip()]
 
 
-def filter_dreams(cfg: Config, critics: list[Any], dreams: list[DreamSample], seed: int) -> list[DreamSample]:
-    """The importance filter, per memory: top-k by gradient norm plus b at random (all with `filter` off)."""
+def filter_dreams(
+    cfg: Config, critics: list[Any], dreams: list[DreamSample], seed: int, plan: dict[Arm, int] | None = None
+) -> list[DreamSample]:
+    """The importance filter, per memory: top-k by gradient norm plus b at random (all with `filter` off); with
+    a curriculum's `plan`, the top plan[(memory, kind)] of each arm's dreams."""
     d = cfg.sleep.dreaming
     if not d.filter or not dreams:
         return dreams
     parts = [x for x in shares(dreams, len(critics)) if x]
     refs = [c.importance.remote(x) for c, x in zip(critics, parts)]
     scores = [v for part in call(refs, cfg.resources.call_timeout_s, "reward-critic importance") for v in part]
-    by_memory: dict[str, list[int]] = defaultdict(list)
+    groups: dict[Any, list[int]] = defaultdict(list)
     for i, dream in enumerate(dreams):
-        by_memory[dream.memory_id].append(i)
+        groups[dream.memory_id if plan is None else (dream.memory_id, dream.kind)].append(i)
     rng, kept = random.Random(seed), []
-    for mid in sorted(by_memory):
-        idx = by_memory[mid]
-        kept += [idx[j] for j in select([scores[i] for i in idx], d.top_k, d.random_b, rng)]
+    for key in sorted(groups):
+        idx = groups[key]
+        k, b = (d.top_k, d.random_b) if plan is None else (plan.get(key, 0), 0)
+        kept += [idx[j] for j in select([scores[i] for i in idx], k, b, rng)]
     return [dreams[i] for i in sorted(kept)]
+
+
+def plan_round(cfg: Config, policy: Any, memories: list[Memory], stats: dict[Arm, ArmStats]) -> dict[Arm, int]:
+    """Trials per (memory, kind) for the next round, planned by the curriculum policy from the rounds so far."""
+    d = cfg.sleep.dreaming
+    return policy_plan(policy, [m.memory_id for m in memories], list(d.kinds), stats, per_memory=d.top_k + d.random_b)
 
 
 def _rehearsal_material(
@@ -139,6 +150,13 @@ def run_dreaming(
         raise ConfigError("sleep.dreaming.random_expert=true is not implemented; set it to false")
     if not memories:
         raise ValueError(f"cycle {cycle} has no memories to dream about")
+    policy = None
+    if d.curriculum == "ppo":
+        if not d.curriculum_policy:
+            raise ConfigError("sleep.dreaming.curriculum=ppo needs sleep.dreaming.curriculum_policy (a saved policy)")
+        from sleep_ray.dream.curriculum_ppo import load_policy
+
+        policy = load_policy(d.curriculum_policy)
     seeded, out = str(seeded), Path(out_dir)
     version = read_meta(seeded).version
     work = out.with_name(out.name + ".dream.work")
@@ -174,20 +192,31 @@ def run_dreaming(
 
         pool = TrialPool(new_critic, d.num_workers, d.trial_timeout_s)
         rounds, winners = [], []
+        tried: list[DreamSample] = []
+        results_all: list[TrialResult] = []
         for rnd in range(d.rest_em_rounds + 1):
             t = time.time()
             parts = [x for x in shares(contexts, len(gens)) if x]
-            refs = [
-                g.write.remote(x, per_memory=d.dreams_per_memory, seed=seed * 1009 + rnd * 31 + k, round_=rnd)
-                for k, (g, x) in enumerate(zip(gens, parts))
-            ]
+            wseed = [seed * 1009 + rnd * 31 + k for k in range(len(parts))]
+            plan = plan_round(cfg, policy, memories, arm_stats(results_all, tried)) if policy and rnd else None
+            if plan is None:
+                refs = [
+                    g.write.remote(x, per_memory=d.dreams_per_memory, seed=s_, round_=rnd)
+                    for g, x, s_ in zip(gens, parts, wseed)
+                ]
+            else:  # as many dreams per arm as the filter needs to pick the plan's trials from (or the trials)
+                per = -(-d.dreams_per_memory // max(1, d.top_k + d.random_b)) if d.filter else 1
+                counts = {arm: n * per for arm, n in plan.items()}
+                refs = [g.write_plan.remote(x, counts, seed=s_, round_=rnd) for g, x, s_ in zip(gens, parts, wseed)]
             dreams = [x for part in call(refs, r.call_timeout_s, "dream-generator write") for x in part]
-            kept = filter_dreams(cfg, pool.actors, dreams, seed + rnd)
+            kept = filter_dreams(cfg, pool.actors, dreams, seed + rnd, plan)
             t_trials = time.time()
             results = pool.run(kept, seed=seed + rnd)
             t_trials = time.time() - t_trials
             won = [x for x, res in zip(kept, results) if res.reward > 0]
             winners += won
+            tried, results_all = tried + kept, results_all + results
+            _log_trials(logs / "trials.jsonl", rnd, kept, results)
             rounds.append(_round_stats(rnd, dreams, kept, results, t_trials, time.time() - t))
             log.info("dreaming round %d: %s", rnd, rounds[-1])
             # M-step: the generator learns from its winners; the other generators copy its adapter
@@ -240,6 +269,14 @@ def run_dreaming(
     exported = export_checkpoint(cfg, parent, source, out, cycle, record, version)
     shutil.rmtree(work, ignore_errors=True)
     return SleepResult(exported, record)
+
+
+def _log_trials(path: Path, rnd: int, kept: list[DreamSample], results: list[TrialResult]) -> None:
+    """One JSON line per trial (the data a curriculum learns from)."""
+    with path.open("a") as f:
+        for x, res in zip(kept, results):
+            row = {"round": rnd, "memory_id": x.memory_id, "kind": x.kind, "generator_version": x.generator_version}
+            f.write(json.dumps({**row, "before": res.before, "after": res.after, "reward": res.reward}) + "\n")
 
 
 def _round_stats(
