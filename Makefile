@@ -34,7 +34,7 @@ demo: install
 	$(VENV)/bin/sleep-ray demo --config examples/tiny_cpu.yaml
 
 test: install
-	$(VENV)/bin/pytest -m "not vllm and not gpu" -q
+	$(VENV)/bin/pytest -m "not vllm and not gpu" -q --durations=15
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/pytest -m vllm -q

@@ -195,6 +195,7 @@ class DreamingConfig:
     temperature: float = spec(1.0, lo=1e-3)
     num_workers: int = spec(1, lo=1, help="reward-critic actors running trials (and dream-generator actors)")
     rehearsal: bool = spec(True, help="mix self-rehearsal of old knowledge into the student's dream training")
+    rehearse_winners: bool = spec(True, help="false: no rounds, rehearsal without winners (an ablation)")
     rehearsal_fraction: float = spec(0.5, lo=0.0, hi=0.95, help="share of old-knowledge items in that training")
     memory_questions: int = spec(8, lo=0, help="fresh teacher questions per memory rehearsed beside the winners")
     rehearsal_steps: int = spec(300, lo=0, help="student optimizer steps on the winning dreams (+ rehearsal)")

@@ -117,7 +117,7 @@ def _rehearsal_material(
     items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
     # a dream's completion is the fixed sequence the teacher scores (a teacher rollout: never stale)
     pool = [[make_rollout(tokenizer, w.teacher, w.completion, ("\n",), -1, "teacher")] for w in winners]
-    if not (d.rehearsal and items):
+    if not d.rehearsal or not (items or d.memory_questions):
         return items, pool
     extra = []
     if d.memory_questions:
@@ -194,7 +194,7 @@ def run_dreaming(
         rounds, winners = [], []
         tried: list[DreamSample] = []
         results_all: list[TrialResult] = []
-        for rnd in range(d.rest_em_rounds + 1):
+        for rnd in range(d.rest_em_rounds + 1 if d.rehearse_winners else 0):
             t = time.time()
             parts = [x for x in shares(contexts, len(gens)) if x]
             wseed = [seed * 1009 + rnd * 31 + k for k in range(len(parts))]

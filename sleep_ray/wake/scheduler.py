@@ -3,8 +3,8 @@
 One instance lives in the Serve application's `SleepController` deployment (a single replica). A sleep starts
 when asked (`POST /v1/sleep`), when the unconsolidated memories reach `serve.sleep_after_memories`, or when no
 request has arrived for `serve.sleep_when_idle_s`. It runs in a background thread of that replica, driving the
-same `run_seeding` as `sleep-ray sleep` (its actors and Ray Train workers take their own Ray resources), so the
-serving replicas keep answering throughout. Then:
+same `run_seeding` and (with `sleep.dreaming.enabled`) `run_dreaming` as `sleep-ray sleep` (their actors and Ray
+Train workers take their own Ray resources), so the serving replicas keep answering throughout. Then:
 
     sleep ok ─> eval gate ─ pass ─> new version recorded, swap (every replica), memories marked consumed: "swapped"
                           └ fail ─> serving model untouched, memories stay in context:               "rejected"
@@ -113,17 +113,25 @@ class SleepScheduler:
         return new
 
     def _run(self, rec: SleepRecord, memories: list[StoredMemory], out: Path) -> None:
+        from sleep_ray.dream.run import run_dreaming
         from sleep_ray.sleep.run import run_seeding
 
         version = int(rec.info["version"])
         serving = ensure_base_version(self.store, self.cfg.model.path)
         mems = [Memory(version, m.memory_id, m.kind, m.text) for m in memories]
         try:
-            rec = self._put(rec, "running", parent=serving.checkpoint)
+            rec = self._put(rec, "running", parent=serving.checkpoint, stage="seeding")
             result = run_seeding(
                 self.cfg, checkpoint=serving.checkpoint, memories=mems, out_dir=out, cycle=version, version=version
             )
-            rec = self._put(rec, "gating", checkpoint=str(out), sleep_s=result.record["timings"]["total_s"])
+            sleep_s = result.record["timings"]["total_s"]
+            if self.cfg.sleep.dreaming.enabled:  # stage 2 on stage 1's output, the same weight version
+                rec = self._put(rec, "running", stage="dreaming")
+                result = run_dreaming(
+                    self.cfg, parent=serving.checkpoint, seeded=out, memories=mems, out_dir=out, cycle=version
+                )
+                sleep_s += result.record["dreaming"]["timings"]["total_s"]
+            rec = self._put(rec, "gating", checkpoint=str(out), sleep_s=sleep_s)
             gate = run_gate(serving.checkpoint, str(out), mems, self.cfg.serve.gate, self.cfg.eval.max_new_tokens)
             if not gate.passed:
                 self._put(rec, "rejected", gate=gate.metrics, why=gate.reason)
@@ -142,11 +150,12 @@ class SleepScheduler:
         if rec is None or rec.status != "running":
             return rec
         out = self._checkpoint(int(rec.info["version"]))
-        metrics = out.with_name(out.name + ".logs") / "metrics.jsonl"
+        dreaming = rec.info.get("stage") == "dreaming"
+        metrics = out.with_name(out.name + (".dream.logs" if dreaming else ".logs")) / "metrics.jsonl"
         if metrics.is_file():
             lines = metrics.read_text().splitlines()
             last = json.loads(lines[-1]) if lines else {}
-            steps = self.cfg.sleep.seeding.steps
+            steps = self.cfg.sleep.dreaming.rehearsal_steps if dreaming else self.cfg.sleep.seeding.steps
             extra = {"step": last.get("step", 0), "steps": steps, "progress": last.get("step", 0) / max(1, steps)}
             return SleepRecord(rec.sleep_id, rec.status, rec.created, rec.updated, {**rec.info, **extra, **last})
         return rec
