@@ -7,7 +7,8 @@
    already fully known (agreement 1 before any trial: no dream can win there), the others' headroom, and the mean
    win chance of an arm (Beta prior of concentration 3 around it).
 2. Train PPO (RLlib, in-process) on it; save the RLModule to --out.
-3. Total learning progress per simulated round, PPO and uniform on the same 2,000 held-out rounds, with the paired
+3. Total learning progress per simulated round, PPO (arms drawn from it, as Dreaming plans; and its argmax) and
+   uniform on the same 2,000 held-out rounds, with the paired
    difference and its standard error. Appends one JSON line to runs/bench/curriculum.jsonl and prints it.
 
 Whether the policy also helps a real sleep is a separate run: benchmarks/dreaming.py with
@@ -68,8 +69,13 @@ def main() -> None:
     path, curve = train_ppo(args.out, iterations=args.iterations, env_config=env_config, seed=args.seed)
     train_s = time.time() - t
     ray.shutdown()
-    ppo = episode_returns(load_policy(path), episodes=args.episodes, env_config=env_config, seed=10_000 + args.seed)
-    uni = episode_returns(None, episodes=args.episodes, env_config=env_config, seed=10_000 + args.seed)
+    policy, held_out = (
+        load_policy(path),
+        {"episodes": args.episodes, "env_config": env_config, "seed": 10_000 + args.seed},
+    )
+    ppo = episode_returns(policy, **held_out)  # arms drawn from the policy, as Dreaming plans
+    greedy = episode_returns(policy, **held_out, sample=False)
+    uni = episode_returns(None, **held_out)
     diff = ppo - uni
     row = {
         "env": {k: v for k, v in env_config.items() if k != "headrooms"}
@@ -79,7 +85,11 @@ def main() -> None:
         "train_s": round(train_s, 1),
         "train_return_first_last": [round(curve[0], 4), round(curve[-1], 4)],
         "episodes": args.episodes,
-        "progress_per_round": {"ppo": round(float(ppo.mean()), 4), "uniform": round(float(uni.mean()), 4)},
+        "progress_per_round": {
+            "ppo": round(float(ppo.mean()), 4),
+            "ppo_greedy": round(float(greedy.mean()), 4),
+            "uniform": round(float(uni.mean()), 4),
+        },
         "ppo_minus_uniform": round(float(diff.mean()), 4),
         "stderr": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 4),
         "policy": str(path),

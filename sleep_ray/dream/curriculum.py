@@ -82,6 +82,15 @@ def observation(
     return np.concatenate([feats.reshape(-1), [left]]).astype(np.float32)
 
 
+def pick(logits: np.ndarray, valid: np.ndarray, rng: np.random.Generator | None) -> int:
+    """An arm among `valid` ([A] bool): drawn from softmax(logits [A]) with `rng`, or the argmax when it is None."""
+    z = np.where(valid, logits, -np.inf)
+    if rng is None:
+        return int(np.argmax(z))
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(z), p=p / p.sum()))
+
+
 def uniform_plan(memory_ids: Sequence[str], kinds: Sequence[str], per_memory: int) -> dict[Arm, int]:
     """`per_memory` trials for every memory, kinds in turn (the first kind takes the odd one)."""
     return {(m, k): len(range(j, per_memory, len(kinds))) for m in memory_ids for j, k in enumerate(kinds)}
@@ -93,8 +102,10 @@ def policy_plan(
     kinds: Sequence[str],
     stats: dict[Arm, ArmStats],
     per_memory: int,
+    rng: np.random.Generator | None = None,
 ) -> dict[Arm, int]:
-    """Trials per arm chosen by `policy` (observation -> logits [SLOTS * KINDS]; the best valid arm is taken)."""
+    """Trials per arm chosen by `policy` (observation -> logits [SLOTS * KINDS]): each step's arm is drawn from
+    softmax(logits) over the present arms with `rng` (PPO's policy is a distribution), or the best one without."""
     if len(kinds) != KINDS:
         raise ValueError(f"the curriculum policy plans {KINDS} dream kinds; sleep.dreaming.kinds has {len(kinds)}")
     plan = {(m, k): 0 for m in memory_ids for k in kinds}
@@ -113,8 +124,7 @@ def policy_plan(
         budget = per_memory * len(chunk)
         for _ in range(budget):
             logits = np.asarray(policy(observation(present, headroom, trials, wins, planned, budget)), dtype=float)
-            logits = np.where(np.repeat(present, KINDS) > 0, logits, -np.inf)
-            a = int(np.argmax(logits))
+            a = pick(logits, np.repeat(present, KINDS) > 0, rng)
             planned[a // KINDS, a % KINDS] += 1
         for i, m in enumerate(chunk):
             for j, k in enumerate(kinds):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sleep_ray.dream.curriculum import KINDS, SLOTS, CurriculumEnv
+from sleep_ray.dream.curriculum import KINDS, SLOTS, CurriculumEnv, pick
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -88,19 +88,25 @@ def uniform_policy(obs: np.ndarray) -> np.ndarray:
 
 
 def episode_returns(
-    policy: Policy | None, *, episodes: int, env_config: dict[str, Any] | None = None, seed: int = 1
+    policy: Policy | None,
+    *,
+    episodes: int,
+    env_config: dict[str, Any] | None = None,
+    seed: int = 1,
+    sample: bool = True,
 ) -> np.ndarray:
-    """Total learning progress of each of `episodes` simulated rounds under `policy` (None: uniform); [episodes].
-    The same `seed` gives the same rounds to every policy."""
+    """Total learning progress of each of `episodes` simulated rounds under `policy` (None: uniform, greedy);
+    [episodes]. Arms are drawn from the policy's softmax when `sample` (as `policy_plan` does with an rng). The
+    same `seed` gives the same rounds to every policy."""
     act = policy or uniform_policy
+    rng = np.random.default_rng(seed) if sample and policy is not None else None
     env = CurriculumEnv(env_config)
     out = np.zeros(episodes)
     for e in range(episodes):
         obs, _ = env.reset(seed=seed * 1_000_003 + e)
         done = False
         while not done:
-            logits = np.asarray(act(obs), dtype=float)
-            logits = np.where(np.repeat(env.present, KINDS) > 0, logits, -np.inf)
-            obs, r, done, _, _ = env.step(int(np.argmax(logits)))
+            arm = pick(np.asarray(act(obs), dtype=float), np.repeat(env.present, KINDS) > 0, rng)
+            obs, r, done, _, _ = env.step(arm)
             out[e] += r
     return out

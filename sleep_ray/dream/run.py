@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 from transformers import AutoTokenizer
 
@@ -99,10 +100,13 @@ def filter_dreams(
     return [dreams[i] for i in sorted(kept)]
 
 
-def plan_round(cfg: Config, policy: Any, memories: list[Memory], stats: dict[Arm, ArmStats]) -> dict[Arm, int]:
-    """Trials per (memory, kind) for the next round, planned by the curriculum policy from the rounds so far."""
-    d = cfg.sleep.dreaming
-    return policy_plan(policy, [m.memory_id for m in memories], list(d.kinds), stats, per_memory=d.top_k + d.random_b)
+def plan_round(
+    cfg: Config, policy: Any, memories: list[Memory], stats: dict[Arm, ArmStats], seed: int
+) -> dict[Arm, int]:
+    """Trials per (memory, kind) for the next round, drawn from the curriculum policy given the rounds so far."""
+    d, ids = cfg.sleep.dreaming, [m.memory_id for m in memories]
+    rng = np.random.default_rng(seed)
+    return policy_plan(policy, ids, list(d.kinds), stats, per_memory=d.top_k + d.random_b, rng=rng)
 
 
 def _rehearsal_material(
@@ -198,7 +202,9 @@ def run_dreaming(
             t = time.time()
             parts = [x for x in shares(contexts, len(gens)) if x]
             wseed = [seed * 1009 + rnd * 31 + k for k in range(len(parts))]
-            plan = plan_round(cfg, policy, memories, arm_stats(results_all, tried)) if policy and rnd else None
+            plan = (
+                plan_round(cfg, policy, memories, arm_stats(results_all, tried), seed + rnd) if policy and rnd else None
+            )
             if plan is None:
                 refs = [
                     g.write.remote(x, per_memory=d.dreams_per_memory, seed=s_, round_=rnd)

@@ -1,25 +1,21 @@
 """Dreaming on a real local Ray cluster: trials spread over reward-critic actors (one killed mid-run is replaced
-and its trial re-run), and a small end-to-end stage-2 sleep after a small seeding."""
+and its trial re-run; one that overruns is retried, then fails loudly). The end-to-end stage-2 sleep (two
+generators and two critics, the RLlib curriculum planning round 1) runs in test_wake.py, inside the endpoint's
+scheduled sleep."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM
 
 from sleep_ray.config import load_config
 from sleep_ray.data import prompts
 from sleep_ray.dream.critic import TrialCritic
 from sleep_ray.dream.records import DreamSample, Probe
-from sleep_ray.dream.run import run_dreaming
 from sleep_ray.dream.trials import TrialFailedError, TrialPool
-from sleep_ray.models.checkpoint import read_meta
-from sleep_ray.sleep.run import RECORD_FILE, grow_student
-from tests.ray.test_sleep import BASE, SMALL_SLEEP, cycle_one  # noqa: F401  (fixture)
+from tests.ray.test_sleep import BASE
 
 SMALL_DREAM = [
     "sleep.dreaming.dreams_per_memory=4",
@@ -74,29 +70,3 @@ def test_a_trial_that_overruns_its_timeout_is_retried_on_fresh_actors_then_fails
         for a in pool.actors:
             ray_cluster.kill(a)
     assert pool.retries == 2 and len(made) == 2 + 2  # two workers, then one replacement per retry
-
-
-@pytest.mark.timeout(900)
-def test_dreaming_writes_a_plain_checkpoint_with_its_record(ray_cluster, tmp_path, cycle_one):  # noqa: F811
-    cfg = load_config(None, [f"run_dir={tmp_path}", *SMALL_SLEEP, *SMALL_DREAM])
-    out = tmp_path / "cycle-1"
-    grow_student(cfg, BASE, out, cycle=1)  # stage 1's starting point stands in for its output (same shape)
-    version = read_meta(out).version
-    result = run_dreaming(cfg, parent=BASE, seeded=out, memories=cycle_one, out_dir=out, cycle=1)
-    assert result.checkpoint == out and read_meta(out).version == version  # one sleep, one version
-    record = json.loads((out / RECORD_FILE).read_text())
-    dr = record["dreaming"]
-    assert len(dr["rounds"]) == 2 and dr["probes"] > 0
-    for rnd in dr["rounds"]:
-        assert rnd["kept"] <= rnd["dreams"] and 0.0 <= rnd["mean_reward"] <= 1.0
-    assert dr["rehearsal_steps"] in (0, 3)
-    base = AutoModelForCausalLM.from_pretrained(BASE)
-    grown = AutoModelForCausalLM.from_pretrained(out)  # still a plain transformers checkpoint
-    assert grown.config.intermediate_size == base.config.intermediate_size + 8
-    old = base.config.intermediate_size
-    for (name, p_old), p_new in zip(base.named_parameters(), grown.parameters()):
-        if name.endswith(("gate_proj.weight", "up_proj.weight")):
-            assert torch.equal(p_new[:old], p_old), name  # dreaming trains the expert only, too
-        elif not name.endswith("down_proj.weight"):
-            assert torch.equal(p_new, p_old), name
-    assert not (tmp_path / "cycle-1.dream.work").exists()

@@ -71,31 +71,11 @@ def _finish(thread: threading.Thread, box: dict[str, Any], timeout_s: float = 60
 
 
 @pytest.mark.timeout(900)
-def test_killed_rollout_engine_is_restarted_with_current_weights_and_the_sleep_completes(
+def test_a_killed_rollout_engine_and_a_killed_train_worker_are_replaced_and_the_sleep_completes(
     ray_cluster, tmp_path, cycle_one
 ):
-    steps = 10
-    cfg = load_config(
-        None,
-        [f"run_dir={tmp_path}", *SMALL_SLEEP, "resources.train_workers=1", f"sleep.seeding.steps={steps}"],
-    )
-    out = tmp_path / "cycle-1"
-    thread, box = _sleep_in_thread(cfg, out, cycle_one)
-    metrics = tmp_path / "cycle-1.logs" / "metrics.jsonl"
-    _wait_for_step(metrics, 3, thread, box)  # past max_staleness: a fresh engine's version-0 samples would be stale
-    victim = _pid("HFEngine")
-    os.kill(victim, signal.SIGKILL)
-    result = _finish(thread, box)
-
-    record = json.loads((out / RECORD_FILE).read_text())
-    assert result.checkpoint == out and (out / "model.safetensors").is_file()
-    assert [r["step"] for r in record["metrics"]] == list(range(1, steps + 1))
-    # the pool found the engine dead (or restarted with old weights) and gave it the current weights again
-    assert max(r["engine_recoveries"] for r in record["metrics"]) >= 1
-
-
-@pytest.mark.timeout(900)
-def test_killed_train_worker_resumes_from_the_last_checkpoint(ray_cluster, tmp_path, cycle_one):
+    """Both faults in one sleep (one sleep costs a minute or more here): first the rollout engine, then the Ray
+    Train worker."""
     steps, every = 12, 3
     cfg = load_config(
         None,
@@ -111,6 +91,8 @@ def test_killed_train_worker_resumes_from_the_last_checkpoint(ray_cluster, tmp_p
     out = tmp_path / "cycle-1"
     thread, box = _sleep_in_thread(cfg, out, cycle_one)
     metrics = tmp_path / "cycle-1.logs" / "metrics.jsonl"
+    _wait_for_step(metrics, 3, thread, box)  # past max_staleness: a fresh engine's version-0 samples would be stale
+    os.kill(_pid("HFEngine"), signal.SIGKILL)
     # past the second checkpoint: Ray Train's controller registers a reported checkpoint a moment after the
     # report, so a kill right after one could find none registered yet and (rightly) start from scratch
     _wait_for_step(metrics, 2 * every + 1, thread, box)
@@ -118,14 +100,16 @@ def test_killed_train_worker_resumes_from_the_last_checkpoint(ray_cluster, tmp_p
     result = _finish(thread, box)
 
     assert result.checkpoint == out and (out / "model.safetensors").is_file()
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert [r["step"] for r in record["metrics"]] == list(range(1, steps + 1))
+    # the pool found the engine dead (or restarted with old weights) and gave it the current weights again
+    assert max(r["engine_recoveries"] for r in _rows(metrics)) >= 1
     logged = [r["step"] for r in _rows(metrics)]
     # the replaced worker went on from a checkpoint, not from scratch: the first step logged twice is the one
     # after a checkpoint (a multiple of checkpoint_every), and every step before it ran once
     redone = next(s for i, s in enumerate(logged) if s in logged[:i])
     assert redone > 1 and (redone - 1) % every == 0, logged
     assert all(logged.count(s) == 1 for s in range(1, redone)), logged
-    record = json.loads((out / RECORD_FILE).read_text())
-    assert [r["step"] for r in record["metrics"]] == list(range(1, steps + 1))
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,9 @@ def endpoint(ray_cluster, tmp_path_factory):
         "serve.gate.questions_per_memory=1",
         "serve.gate.rehearsal_questions=8",
         *SMALL_SLEEP,
-        *SMALL_DREAM,  # a scheduled sleep runs both stages
-        "sleep.dreaming.num_workers=1",
+        *SMALL_DREAM,  # a scheduled sleep runs both stages; round 1 of Dreaming is planned by the RLlib policy
+        "sleep.dreaming.curriculum=ppo",
+        f"sleep.dreaming.curriculum_policy={ROOT / 'examples' / 'curriculum_ppo'}",
         "resources.train_workers=1",
     ]
     ep = launch(None, overrides, admin_token=TOKEN)
@@ -236,8 +237,16 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
         time.sleep(1)
     assert status["status"] == "swapped", status
     assert status["info"]["gate"]["questions"] >= 1 and status["info"]["stage"] == "dreaming"
-    record = json.loads((Path(status["info"]["checkpoint"]) / RECORD_FILE).read_text())
-    assert record["steps"] == 4 and len(record["dreaming"]["rounds"]) == 2  # seeding, then dreaming, in one sleep
+    out = Path(status["info"]["checkpoint"])
+    record = json.loads((out / RECORD_FILE).read_text())
+    dr = record["dreaming"]
+    assert record["steps"] == 4 and len(dr["rounds"]) == 2 and dr["probes"] > 0  # seeding, then dreaming
+    for rnd in dr["rounds"]:
+        assert rnd["kept"] <= rnd["dreams"] and 0.0 <= rnd["mean_reward"] <= 1.0
+    trials = [json.loads(x) for x in (out.with_name(out.name + ".dream.logs") / "trials.jsonl").read_text().split()]
+    assert {t["round"] for t in trials} <= {0, 1} and all(t["reward"] in (0.0, 1.0) for t in trials)
+    assert not out.with_name(out.name + ".dream.work").exists()
+    _assert_only_the_expert_changed(out)
     assert httpx.get(f"{url}/v1/version").json()["weight_version"] == 1
     r = httpx.post(f"{url}/v1/completions", json={"model": "sleep-ray", "prompt": "Question:", "max_tokens": 3})
     assert r.json()["weight_version"] == 1 and r.headers["x-weight-version"] == "1"
@@ -251,6 +260,22 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
     assert httpx.get(f"{url}/v1/version").json()["weight_version"] == 0
     assert httpx.get(f"{url}/v1/memories", params={"consumed": False}, headers=_admin()).json()["total"] == 1
     assert httpx.post(f"{url}/v1/rollback", headers=_admin(), timeout=60).status_code == 409  # nothing older
+
+
+def _assert_only_the_expert_changed(out: Path) -> None:
+    """The slept-on checkpoint is a plain transformers one; both stages trained the new expert only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(ROOT / "examples" / "tiny_base")
+    grown = AutoModelForCausalLM.from_pretrained(out)
+    old = base.config.intermediate_size
+    assert grown.config.intermediate_size == old + 8
+    for (name, p_old), p_new in zip(base.named_parameters(), grown.parameters()):
+        if name.endswith(("gate_proj.weight", "up_proj.weight")):
+            assert torch.equal(p_new[:old], p_old), name
+        elif not name.endswith("down_proj.weight"):
+            assert torch.equal(p_new, p_old), name
 
 
 def test_openapi_document_matches_the_server_and_holds_no_5xx(endpoint):
