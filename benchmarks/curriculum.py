@@ -1,7 +1,7 @@
 """The RLlib curriculum policy against the uniform plan, in the simulator it is trained in.
 
     .venv/bin/python benchmarks/curriculum.py --trials runs/bench/dream_c1/cycle-1.dream.logs/trials.jsonl \
-        --out examples/curriculum_ppo --iterations 40
+        --out examples/curriculum_ppo --iterations 100
 
 1. Fit the simulator (`CurriculumEnv`) to real trials (a Dreaming run's trials.jsonl): the share of memories
    already fully known (agreement 1 before any trial: no dream can win there), the others' headroom, and the mean
@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", help="trials.jsonl of a Dreaming run (the simulator is fitted to it)")
     parser.add_argument("--out", default="runs/bench/curriculum_ppo")
-    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

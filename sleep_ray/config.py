@@ -196,9 +196,9 @@ class DreamingConfig:
     num_workers: int = spec(1, lo=1, help="reward-critic actors running trials (and dream-generator actors)")
     rehearsal: bool = spec(True, help="mix self-rehearsal of old knowledge into the student's dream training")
     rehearse_winners: bool = spec(True, help="false: no rounds, rehearsal without winners (an ablation)")
-    rehearsal_fraction: float = spec(0.5, lo=0.0, hi=0.95, help="share of old-knowledge items in that training")
-    memory_questions: int = spec(8, lo=0, help="fresh teacher questions per memory rehearsed beside the winners")
-    rehearsal_steps: int = spec(300, lo=0, help="student optimizer steps on the winning dreams (+ rehearsal)")
+    rehearsal_fraction: float = spec(0.7, lo=0.0, hi=0.95, help="share of old-knowledge items in that training")
+    memory_questions: int = spec(16, lo=0, help="fresh teacher questions per memory rehearsed beside the winners")
+    rehearsal_steps: int = spec(600, lo=0, help="student optimizer steps on the winning dreams (+ rehearsal)")
     random_expert: bool = spec(False, help="not implemented: must stay false")
 
 
@@ -245,6 +245,7 @@ class ServeConfig:
     max_memory_chars: int = spec(8000, lo=1)
     sleep_after_memories: int = spec(0, lo=0, help="start a sleep at this many unconsolidated memories; 0 = off")
     sleep_when_idle_s: float = spec(0.0, lo=0.0, help="start a sleep after this long without requests; 0 = off")
+    sleep_dreaming: bool = spec(True, help="a scheduled sleep runs Dreaming after seeding (if sleep.dreaming.enabled)")
     scheduler_poll_s: float = spec(2.0, lo=0.1)
     gate: GateConfig = field(default_factory=GateConfig)
 

@@ -3,7 +3,7 @@
 One instance lives in the Serve application's `SleepController` deployment (a single replica). A sleep starts
 when asked (`POST /v1/sleep`), when the unconsolidated memories reach `serve.sleep_after_memories`, or when no
 request has arrived for `serve.sleep_when_idle_s`. It runs in a background thread of that replica, driving the
-same `run_seeding` and (with `sleep.dreaming.enabled`) `run_dreaming` as `sleep-ray sleep` (their actors and Ray
+same `run_seeding` and (with `serve.sleep_dreaming`) `run_dreaming` as `sleep-ray sleep` (their actors and Ray
 Train workers take their own Ray resources), so the serving replicas keep answering throughout. Then:
 
     sleep ok ─> eval gate ─ pass ─> new version recorded, swap (every replica), memories marked consumed: "swapped"
@@ -125,7 +125,7 @@ class SleepScheduler:
                 self.cfg, checkpoint=serving.checkpoint, memories=mems, out_dir=out, cycle=version, version=version
             )
             sleep_s = result.record["timings"]["total_s"]
-            if self.cfg.sleep.dreaming.enabled:  # stage 2 on stage 1's output, the same weight version
+            if self.cfg.serve.sleep_dreaming and self.cfg.sleep.dreaming.enabled:  # stage 2, the same version
                 rec = self._put(rec, "running", stage="dreaming")
                 result = run_dreaming(
                     self.cfg, parent=serving.checkpoint, seeded=out, memories=mems, out_dir=out, cycle=version
