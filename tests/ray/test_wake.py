@@ -244,7 +244,9 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
     assert record["steps"] == 4 and len(dr["rounds"]) == 2  # seeding, then dreaming, in one sleep
     for rnd in dr["rounds"]:
         assert rnd["kept"] <= rnd["dreams"] and 0.0 <= rnd["mean_reward"] <= 1.0
-    trials = [json.loads(x) for x in (out.with_name(out.name + ".dream.logs") / "trials.jsonl").read_text().splitlines()]
+    trials = [
+        json.loads(x) for x in (out.with_name(out.name + ".dream.logs") / "trials.jsonl").read_text().splitlines()
+    ]
     assert {t["round"] for t in trials} <= {0, 1} and all(t["reward"] in (0.0, 1.0) for t in trials)
     assert not out.with_name(out.name + ".dream.work").exists()
     _assert_only_the_expert_changed(out)
