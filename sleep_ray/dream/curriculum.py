@@ -3,9 +3,11 @@
 An *arm* is a (memory, kind) pair. Round 0 spreads trials evenly (the importance filter's top-k + b per memory);
 from round 1 a curriculum plans how many trials each arm gets, from what round 0 showed about it:
 
-    stats = arm_stats(results, dreams)                       # {(memory_id, kind): ArmStats}
-    plan = uniform_plan(memory_ids, kinds, per_memory=3)     # {(memory_id, kind): trials}
-    plan = policy_plan(policy, memory_ids, kinds, stats, per_memory=3)   # an RLlib policy (curriculum_ppo.py)
+    stats = arm_stats(results, dreams)                                   # {(memory_id, kind): ArmStats}
+    plan = policy_plan(policy, memory_ids, kinds, stats, per_memory=3)   # {(memory_id, kind): trials}
+    plan = policy_plan(uniform_policy, ...)    # the uniform plan: per_memory per memory, kinds in turn
+
+(Without a policy, Dreaming keeps its importance filter's top-k + b per memory and never plans.)
 
 `policy_plan` is the same loop the policy was trained in: memories go in chunks of `SLOTS`; the policy sees one
 chunk's `observation` and adds one trial to one arm per step until the chunk's budget is spent. The training
@@ -91,9 +93,12 @@ def pick(logits: np.ndarray, valid: np.ndarray, rng: np.random.Generator | None)
     return int(rng.choice(len(z), p=p / p.sum()))
 
 
-def uniform_plan(memory_ids: Sequence[str], kinds: Sequence[str], per_memory: int) -> dict[Arm, int]:
-    """`per_memory` trials for every memory, kinds in turn (the first kind takes the odd one)."""
-    return {(m, k): len(range(j, per_memory, len(kinds))) for m in memory_ids for j, k in enumerate(kinds)}
+def uniform_policy(obs: np.ndarray) -> np.ndarray:
+    """The uniform plan as a policy: the memory with the fewest planned trials, then its least planned kind."""
+    feats = obs[:-1].reshape(SLOTS, KINDS, -1)
+    present, planned = feats[:, :, 0].reshape(-1), feats[:, :, 4]
+    score = -(planned.sum(1, keepdims=True) * 2 * KINDS + planned).reshape(-1) - 1e-3 * np.arange(SLOTS * KINDS)
+    return np.where(present > 0, score, -np.inf)
 
 
 def policy_plan(

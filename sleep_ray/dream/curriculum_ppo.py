@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sleep_ray.dream.curriculum import KINDS, SLOTS, CurriculumEnv, pick
+from sleep_ray.dream.curriculum import KINDS, CurriculumEnv, pick, uniform_policy
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -77,14 +77,6 @@ def load_policy(path: str | Path) -> Policy:
         return out["action_dist_inputs"][0].numpy()
 
     return policy
-
-
-def uniform_policy(obs: np.ndarray) -> np.ndarray:
-    """The uniform plan as a policy: the memory with the fewest planned trials, then its least planned kind."""
-    feats = obs[:-1].reshape(SLOTS, KINDS, -1)
-    present, planned = feats[:, :, 0].reshape(-1), feats[:, :, 4]
-    score = -(planned.sum(1, keepdims=True) * 2 * KINDS + planned).reshape(-1) - 1e-3 * np.arange(SLOTS * KINDS)
-    return np.where(present > 0, score, -np.inf)
 
 
 def episode_returns(

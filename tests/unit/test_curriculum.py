@@ -16,9 +16,9 @@ from sleep_ray.dream.curriculum import (
     pick,
     policy_plan,
     progress,
-    uniform_plan,
+    uniform_policy,
 )
-from sleep_ray.dream.curriculum_ppo import episode_returns, uniform_policy
+from sleep_ray.dream.curriculum_ppo import episode_returns
 from sleep_ray.dream.records import DreamSample, TrialResult
 
 OBS_DIM = SLOTS * KINDS * FEATURES + 1
@@ -55,19 +55,14 @@ def test_pick_draws_from_the_softmax_over_valid_arms_or_takes_the_best():
     assert draws[2] == draws[3] == 0 and abs(draws[1] / 4000 - 0.75) < 0.03  # softmax: 3 / (1 + 3)
 
 
-def test_uniform_plan_gives_every_memory_its_trials_with_kinds_in_turn():
-    plan = uniform_plan(["a", "b"], ["qa", "restatement"], per_memory=3)
-    assert plan == {("a", "qa"): 2, ("a", "restatement"): 1, ("b", "qa"): 2, ("b", "restatement"): 1}
-
-
 def _stats(ids: list[str]) -> dict:
     return {(m, k): ArmStats(trials=1, wins=0, before=0.5) for m in ids for k in ("qa", "restatement")}
 
 
-def test_policy_plan_with_the_uniform_policy_is_the_uniform_plan_over_chunks():
+def test_policy_plan_with_the_uniform_policy_gives_every_memory_its_trials_with_kinds_in_turn():
     ids = [f"m{i:02d}" for i in range(11)]  # a chunk of 8 and a chunk of 3
     plan = policy_plan(uniform_policy, ids, ["qa", "restatement"], _stats(ids), per_memory=3)
-    assert plan == uniform_plan(ids, ["qa", "restatement"], per_memory=3)
+    assert plan == {arm: n for m in ids for arm, n in (((m, "qa"), 2), ((m, "restatement"), 1))}
 
 
 def test_policy_plan_spends_each_chunks_budget_where_the_policy_points():
