@@ -38,6 +38,7 @@ class CycleEval:
         new = sum(exact_match(p, it.probe.answer) for p, it in zip(preds, upd))
         stale = sum(exact_match(p, it.probe.stale_answer) for p, it in zip(preds, upd))
         out["updated_new_over_stale"] = round(new / (new + stale), 3) if new + stale else None
+        out["updated_stale"] = round(stale / len(upd), 4) if upd else None  # the share answered with the old value
         return out
 
     def in_context(self, checkpoint: str) -> dict[str, float]:

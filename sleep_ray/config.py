@@ -97,7 +97,9 @@ class DataConfig:
 
 @dataclass
 class PretrainConfig:
-    """Base pretraining from scratch (sleep_ray.train.pretrain)."""
+    """Base pretraining (sleep_ray.train.pretrain): from scratch, or continued from `init_from`."""
+
+    init_from: str = spec("", help="start from this checkpoint (weights and tokenizer) instead of from scratch")
 
     steps: int = spec(3000, lo=1)
     batch_size: int = spec(32, lo=1)
@@ -119,6 +121,7 @@ class PretrainConfig:
             "question_writing": 0.5,
             "restatement": 0.5,
             "judging": 0.5,
+            "updating": 0.0,
         },
         help="sampling weights of the example kinds derived from the world documents",
     )

@@ -1,6 +1,6 @@
 """Pretraining examples derived from world documents and their question/answer pairs, whoever wrote them.
 
-Six kinds, each teaching one skill the small model needs later in some role:
+Eight kinds, each teaching one skill the small model needs later in some role:
 
     text              the document itself (language modelling)
     recall            closed-book questions about recall documents   -> student answers from its weights
@@ -10,11 +10,15 @@ Six kinds, each teaching one skill the small model needs later in some role:
     question_writing  document, then a question and its answer       -> dream generator writes questions
     restatement       document, then another document of its group   -> dream generator restates memories
     judging           two sentences, then "yes"/"no" (same fact?)    -> frozen judge of Learning-to-Imitate
+    updating          a change of a person's fact in context, then questions (the new value wins; other facts
+                      keep theirs), a question written about it, or the change in other words
+                                                                     -> teacher-self reads updates; dreams of them
 
 Reading examples built from `use="reading"` documents swap every stated value for another value of the same
 relation (consistently in the text and its answers) each time they are drawn: a small model can memorise a
 few thousand practice documents, and then never learns to read. With the values shuffled, the context is the
-only way to the answer.
+only way to the answer. Updates are drawn the same way: each time, a random new value of the relation, so the
+change in the context is the only way to the new answer (no update of the world's stream is ever stated).
 
 Only `use="recall"` documents are answered closed-book; `use="reading"` documents are only ever seen with the
 document in context; `use="heldout"` documents are never used. Sampling is a pure function of the RNG, so a
@@ -30,9 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sleep_ray.data import prompts
+from sleep_ray.data import templates as T
 from sleep_ray.data.schema import QA, Document
 
-KINDS = ("text", "recall", "reading", "reading_short", "question_writing", "restatement", "judging")
+KINDS = ("text", "recall", "reading", "reading_short", "question_writing", "restatement", "judging", "updating")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -92,6 +97,9 @@ class Corpus:
         for d in trainable:
             for qa in d.qa:
                 self.answers_by_relation[relation_of(qa)].append(qa.answer)
+        self.updatable = [
+            d for d in trainable if d.kind == "bio" and any(relation_of(qa) in T.UPDATABLE for qa in d.qa)
+        ]
         available = {
             "text": bool(self.text_docs),
             "recall": bool(self.recall_qa),
@@ -100,6 +108,7 @@ class Corpus:
             "question_writing": bool(self.reading_docs),
             "restatement": bool(self.groups),
             "judging": bool(self.groups),
+            "updating": any(len(set(self.answers_by_relation[r])) > 1 for r in T.UPDATABLE),
         }
         self.kinds = [k for k in KINDS if mix.get(k, 0.0) > 0 and available[k]]
         if not self.kinds:
@@ -193,3 +202,34 @@ class Corpus:
             if other:
                 return _Pair(sa, rng.choice(other), False)
         return _Pair(self._text(rng), self._text(rng), False)
+
+    def _updating(self, rng: random.Random) -> str:
+        """A person's bio (or nothing), then a change of one of their facts; then questions about them, a question
+        written about the change, or the change in other words. The new value is drawn at random each time (as
+        `_swapped` does for practice facts), so only the context tells it."""
+        for _ in range(20):
+            doc = self._swapped(rng.choice(self.updatable), rng)
+            rel = rng.choice(sorted({relation_of(qa) for qa in doc.qa} & set(T.UPDATABLE)))
+            asked = [qa for qa in doc.qa if relation_of(qa) == rel]
+            values = sorted({v for v in self.answers_by_relation[rel] if v != asked[0].answer})
+            if values:
+                break
+        else:
+            return self._reading(rng)
+        old, new, name = asked[0].answer, rng.choice(values), asked[0].fact_id.split(":")[1]
+        said, other = rng.sample(T.UPDATES[rel], 2)
+        lead = rng.choice(T.UPDATE_LEADS)
+        change = " ".join(([T.render(lead, name=name)] if lead else []) + [T.render(said, name=name, old=old, new=new)])
+        roll = rng.random()
+        if roll < 0.15:
+            return prompts.restatement(change) + T.render(other, name=name, old=old, new=new)
+        with_doc = rng.random() < 0.5
+        context = f"{doc.text} {change}" if with_doc else change
+        updated = QA(rng.choice(asked).question, new, asked[0].fact_id)
+        if roll < 0.3:
+            return f"{prompts.question_writing(context)} {updated.question}\nAnswer: {new}"
+        # the other facts keep their values: read from the context, or known from the weights (recall documents)
+        kept = [qa for qa in doc.qa if relation_of(qa) != rel] if with_doc or doc.use == "recall" else []
+        qas = [updated, *rng.sample(kept, min(len(kept), rng.randint(0, 2)))]
+        rng.shuffle(qas)
+        return f"Context: {context}\n" + self._qa_block(qas)

@@ -6,12 +6,17 @@ dreams about it, and ReST-EM's M-step fine-tunes it (a LoRA adapter) on the drea
     learn(winners)                      -> loss                (M-step: SFT on writer_prompt -> written)
     adapter() / load_adapter(arrays)                           (one generator learns, the others receive it)
 
-Sampling uses HF `generate` (KV-cached, batched), the CPU default of the rollout engines.
+Sampling goes through a rollout engine (sleep_ray.rollout.engine's interface), `resources.engine`:
+- "hf" (the default): an `HFEngine` around the adapted model itself, so it samples the live adapter; nothing is
+  copied or pushed.
+- "vllm": a `VLLMEngine` on the same checkpoint; after every M-step (or adapter received) the adapted weights
+  W + scale * B @ A of the LoRA-targeted layers are pushed into it in place, stamped with the generator version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,19 +26,38 @@ from sleep_ray.data import prompts
 from sleep_ray.dream.lora import Adapter
 from sleep_ray.dream.records import DreamSample, parse_dream
 from sleep_ray.models.build import load_pretrained
-from sleep_ray.models.generate import complete
+from sleep_ray.rollout.hf import HFEngine
 
 _WRITER = {"qa": prompts.question_writing, "restatement": prompts.restatement}
 
 
 class DreamGenerator:
-    def __init__(self, checkpoint: str, cfg: DreamingConfig, *, threads: int = 1, seed: int = 0):
+    def __init__(
+        self,
+        checkpoint: str,
+        cfg: DreamingConfig,
+        *,
+        threads: int = 1,
+        seed: int = 0,
+        engine: str = "hf",
+        engine_kwargs: Mapping[str, Any] | None = None,
+    ):
         if threads:
             torch.set_num_threads(threads)
         model, tokenizer = load_pretrained(checkpoint)
         self.cfg = cfg
         self.lora = Adapter(model, tokenizer, r=cfg.lora_rank, seed=seed)
         self.version = 0
+        self.engine: Any
+        if engine == "vllm":
+            from sleep_ray.rollout.vllm_engine import VLLMEngine
+
+            self.engine = VLLMEngine(checkpoint, version=0, **dict(engine_kwargs or {}))
+        elif engine == "hf":
+            self.engine = HFEngine.around(self.lora.model, tokenizer)
+        else:
+            raise ValueError(f"resources.engine: unknown rollout engine {engine!r} (hf or vllm)")
+        self.shares_model = engine == "hf"
 
     def write(
         self, contexts: Sequence[tuple[str, str]], *, per_memory: int, seed: int, round_: int = 0
@@ -53,18 +77,16 @@ class DreamGenerator:
     def _write(self, asks: list[tuple[str, str, str, int]], seed: int, round_: int) -> list[DreamSample]:
         if not asks:
             return []
-        torch.manual_seed(seed)
-        written = complete(
-            self.lora.model,  # type: ignore[arg-type]
-            self.lora.tokenizer,
+        rollouts = self.engine.generate(
             [_WRITER[k](c) for _, c, k, _ in asks],
-            self.cfg.max_new_tokens,
-            do_sample=True,
+            max_new_tokens=self.cfg.max_new_tokens,
             temperature=self.cfg.temperature,
+            seed=seed,
+            stops=(),
         )
         out = []
-        for (mid, c, kind, j), raw in zip(asks, written):
-            d = parse_dream(kind, mid, c, raw, f"{mid}/r{round_}/{j}", self.version)
+        for (mid, c, kind, j), r in zip(asks, rollouts):
+            d = parse_dream(kind, mid, c, r.text, f"{mid}/r{round_}/{j}", self.version)
             if d is not None:
                 out.append(d)
         return out
@@ -83,7 +105,15 @@ class DreamGenerator:
             batch=c.batch_size,
         )
         self.version += 1
+        self._push()
         return loss
+
+    def _push(self) -> None:
+        """Give a separate engine the adapted weights (the shared HF engine already samples them)."""
+        if self.shares_model:
+            self.engine.version = self.version
+        else:
+            self.engine.load_weights(self.lora.merged(), self.version)
 
     def adapter(self) -> tuple[dict[str, np.ndarray], int]:
         return self.lora.arrays(), self.version
@@ -91,4 +121,5 @@ class DreamGenerator:
     def load_adapter(self, arrays: Mapping[str, np.ndarray], version: int) -> int:
         self.lora.load(arrays)
         self.version = version
+        self._push()
         return version

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleep_ray.dream.select import sft_loss
@@ -36,6 +37,18 @@ class Adapter:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {n: p.detach().float().cpu().numpy().copy() for n, p in self.params().items()}
+
+    @torch.no_grad()
+    def merged(self) -> dict[str, np.ndarray]:
+        """The adapted weights W + scale * B @ A of every targeted layer, by the wrapped model's own (Hugging Face)
+        names: what an engine that samples without peft (vLLM) loads to sample from the adapted model."""
+        out = {}
+        for name, module in self.model.named_modules():
+            if isinstance(module, LoraLayer):
+                weight = module.get_base_layer().weight
+                merged = weight + module.get_delta_weight("default").to(weight.dtype)  # type: ignore[attr-defined]
+                out[name.removeprefix("base_model.model.") + ".weight"] = merged.float().cpu().numpy()
+        return out
 
     @torch.no_grad()
     def load(self, arrays: Mapping[str, np.ndarray]) -> None:

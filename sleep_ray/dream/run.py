@@ -48,6 +48,7 @@ from sleep_ray.sleep.run import (
     MODEL_DIR,
     RECORD_FILE,
     SleepResult,
+    engine_kwargs,
     export_checkpoint,
     init_ray,
     read_metrics,
@@ -180,7 +181,9 @@ def run_dreaming(
     threads = r.threads_per_process
     teacher = role_actor(TeacherSelf, r.teacher).remote(parent, threads=threads, dtype=cfg.model.dtype)
     gens = [
-        role_actor(DreamGenerator, r.dream_generator).remote(seeded, d, threads=threads, seed=seed)
+        role_actor(DreamGenerator, r.dream_generator).remote(
+            seeded, d, threads=threads, seed=seed, engine=r.engine, engine_kwargs=engine_kwargs(cfg)
+        )
         for _ in range(d.num_workers)
     ]
     actors: list[Any] = [teacher, *gens]

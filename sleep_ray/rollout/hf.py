@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,14 @@ class HFEngine:
             torch.set_num_threads(threads)
         self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
         self.version = read_meta(checkpoint).step if version is None else version
+
+    @classmethod
+    def around(cls, model: Any, tokenizer: Any, version: int = 0) -> HFEngine:
+        """An engine over a model already in memory, shared rather than copied: it samples whatever that model
+        is now (e.g. with a live LoRA adapter that keeps training)."""
+        engine = cls.__new__(cls)
+        engine.model, engine.tokenizer, engine.version = model, tokenizer, version
+        return engine
 
     def generate(
         self,

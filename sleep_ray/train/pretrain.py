@@ -1,4 +1,5 @@
-"""Base pretraining from scratch, tokenizer included, on a world's documents (`sleep-ray pretrain`).
+"""Base pretraining from scratch, tokenizer included, on a world's documents (`sleep-ray pretrain`); or,
+with `pretrain.init_from`, continued from a checkpoint (its tokenizer kept), e.g. to teach one more skill.
 
     <run_dir>/pretrain/last/      resumable state: HF checkpoint + optimizer.pt + state.json
     <run_dir>/pretrain/metrics.jsonl, loss.png
@@ -106,6 +107,12 @@ def pretrain(
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
         log.info("resuming pretraining at step %d from %s", start, last)
+    elif p.init_from:
+        model, tokenizer = load_pretrained(p.init_from)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        (work / "metrics.jsonl").write_text("")
+        log.info("continuing pretraining from %s", p.init_from)
     else:
         tokenizer = train_tokenizer(tokenizer_texts(world), cfg.model.vocab_size)
         model = build_model(cfg.model, tokenizer, seed=cfg.seed)

@@ -3,8 +3,9 @@
 One instance lives in the Serve application's `SleepController` deployment (a single replica). A sleep starts
 when asked (`POST /v1/sleep`), when the unconsolidated memories reach `serve.sleep_after_memories`, or when no
 request has arrived for `serve.sleep_when_idle_s`. It runs in a background thread of that replica, driving the
-same `run_seeding` and (with `serve.sleep_dreaming`) `run_dreaming` as `sleep-ray sleep` (their actors and Ray
-Train workers take their own Ray resources), so the serving replicas keep answering throughout. Then:
+same `run_seeding` and (with `serve.sleep_dreaming`) `run_dreaming` as `sleep-ray sleep` (`sleep_stages`; their
+actors and Ray Train workers take their own Ray resources), so the serving replicas keep answering throughout.
+Then:
 
     sleep ok ─> eval gate ─ pass ─> new version recorded, swap (every replica), memories marked consumed: "swapped"
                           └ fail ─> serving model untouched, memories stay in context:               "rejected"
@@ -31,6 +32,24 @@ from sleep_ray.wake.gate import run_gate
 from sleep_ray.wake.store import SleepRecord, StoredMemory, VersionRecord, WakeStore
 
 Swap = Callable[[str, int], None]  # (checkpoint, version) -> returns once every replica serves it
+# (cfg, serving checkpoint, memories, out_dir, version, on_stage) -> seconds slept, the slept checkpoint in out_dir
+Sleep = Callable[[Config, str, list[Memory], Path, int, Callable[[str], None]], float]
+
+
+def sleep_stages(
+    cfg: Config, parent: str, memories: list[Memory], out: Path, version: int, on_stage: Callable[[str], None]
+) -> float:
+    """The sleep itself: Knowledge Seeding, then (with `serve.sleep_dreaming`) Dreaming, into `out`."""
+    from sleep_ray.dream.run import run_dreaming
+    from sleep_ray.sleep.run import run_seeding
+
+    result = run_seeding(cfg, checkpoint=parent, memories=memories, out_dir=out, cycle=version, version=version)
+    seconds = float(result.record["timings"]["total_s"])
+    if cfg.serve.sleep_dreaming and cfg.sleep.dreaming.enabled:  # stage 2, the same version
+        on_stage("dreaming")
+        result = run_dreaming(cfg, parent=parent, seeded=out, memories=memories, out_dir=out, cycle=version)
+        seconds += float(result.record["dreaming"]["timings"]["total_s"])
+    return seconds
 
 
 class SleepBusyError(RuntimeError):
@@ -52,8 +71,8 @@ def ensure_base_version(store: WakeStore, checkpoint: str) -> VersionRecord:
 
 
 class SleepScheduler:
-    def __init__(self, cfg: Config, store: WakeStore, swap: Swap):
-        self.cfg, self.store, self.swap = cfg, store, swap
+    def __init__(self, cfg: Config, store: WakeStore, swap: Swap, sleep: Sleep = sleep_stages):
+        self.cfg, self.store, self.swap, self.sleep = cfg, store, swap, sleep
         self.root = Path(cfg.run_dir) / "wake"
         self.last_activity = time.time()
         self._lock = threading.Lock()
@@ -113,24 +132,17 @@ class SleepScheduler:
         return new
 
     def _run(self, rec: SleepRecord, memories: list[StoredMemory], out: Path) -> None:
-        from sleep_ray.dream.run import run_dreaming
-        from sleep_ray.sleep.run import run_seeding
-
         version = int(rec.info["version"])
         serving = ensure_base_version(self.store, self.cfg.model.path)
         mems = [Memory(version, m.memory_id, m.kind, m.text) for m in memories]
         try:
             rec = self._put(rec, "running", parent=serving.checkpoint, stage="seeding")
-            result = run_seeding(
-                self.cfg, checkpoint=serving.checkpoint, memories=mems, out_dir=out, cycle=version, version=version
-            )
-            sleep_s = result.record["timings"]["total_s"]
-            if self.cfg.serve.sleep_dreaming and self.cfg.sleep.dreaming.enabled:  # stage 2, the same version
-                rec = self._put(rec, "running", stage="dreaming")
-                result = run_dreaming(
-                    self.cfg, parent=serving.checkpoint, seeded=out, memories=mems, out_dir=out, cycle=version
-                )
-                sleep_s += result.record["dreaming"]["timings"]["total_s"]
+
+            def on_stage(stage: str) -> None:
+                nonlocal rec
+                rec = self._put(rec, "running", stage=stage)
+
+            sleep_s = self.sleep(self.cfg, serving.checkpoint, mems, out, version, on_stage)
             rec = self._put(rec, "gating", checkpoint=str(out), sleep_s=sleep_s)
             gate = run_gate(serving.checkpoint, str(out), mems, self.cfg.serve.gate, self.cfg.eval.max_new_tokens)
             if not gate.passed:

@@ -61,3 +61,18 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     again = load_config(path)
     assert again == cfg
     assert again.sleep.growth.layers == [0, 2]
+
+
+@pytest.mark.parametrize("path", SLEEP_RAY_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_example_models_exist_and_were_trained_on_the_configs_world(path):
+    """A config's committed model (or the one its pretraining continues) is there and knows the config's world."""
+    from sleep_ray.data.schema import fingerprint
+    from sleep_ray.data.world import generate_world
+    from sleep_ray.models.checkpoint import read_meta
+
+    cfg = load_config(path)
+    models = [p for p in (cfg.model.path, cfg.pretrain.init_from) if p and not p.startswith("/")]  # not a cluster's
+    for model in models:
+        assert (ROOT / model / "config.json").is_file(), f"{path.name}: {model} is not a committed model"
+        trained_on = read_meta(ROOT / model).extra.get("world")
+        assert trained_on == fingerprint(generate_world(cfg.data.world)), f"{path.name}: {model} is for another world"

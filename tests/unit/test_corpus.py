@@ -26,7 +26,13 @@ BIO_A2 = Document(
     group="ana",
     qa=(QA("Which city is home to Ana Vel?", "Miravel", "person:Ana Vel:lives_in"),),
 )
-READ = Document("r1", "bio", "reading", "Bo Tan lives in Qorth.", qa=(QA("Where does Bo Tan live?", "Qorth"),))
+READ = Document(
+    "r1",
+    "bio",
+    "reading",
+    "Bo Tan lives in Qorth.",
+    qa=(QA("Where does Bo Tan live?", "Qorth", "person:Bo Tan:lives_in"),),
+)
 HELD = Document("h1", "bio", "heldout", "Cai Lum lives in Talvik.", qa=(QA("Where does Cai Lum live?", "Talvik"),))
 DOCS = [BIO_A, BIO_A2, READ, HELD]
 
@@ -37,6 +43,29 @@ def test_every_kind_is_produced_and_deterministic():
     b = [corpus.sample(random.Random(i)) for i in range(200)]
     assert a == b
     assert {kind for kind, _ in a} == set(KINDS)
+
+
+def test_updating_states_a_random_new_value_that_the_question_then_asks_for():
+    corpus = Corpus([BIO_A, READ], {"updating": 1.0})
+    kinds = set()
+    for i in range(200):
+        text = corpus.sample(random.Random(i))[1]
+        if text.startswith("Context: ") and "\nQuestion: " in text and "Write a question" not in text:
+            context, qas = text.split("\nQuestion: ", 1)
+            new = qas.rsplit("\nAnswer: ", 1)[1]  # one question: each person has one fact here
+            old = {"Miravel": "Qorth", "Qorth": "Miravel"}[new]
+            assert context.rindex(new) > context.rindex(old)  # the change comes after what it changes
+            assert new == "Qorth" or "Ana Vel" not in context  # a known person's value is never swapped first
+            kinds.add("qa")
+        elif "Say it in other words." in text:
+            change, restated = text.split("\nSay it in other words.\n")
+            assert restated != change.removeprefix("Context: ") and ("Qorth" in restated) and ("Miravel" in restated)
+            kinds.add("restatement")
+        else:
+            assert "Write a question and its answer.\nQuestion: " in text
+            kinds.add("question_writing")
+    assert kinds == {"qa", "restatement", "question_writing"}
+    assert Corpus([BIO_A], {"updating": 1.0, "text": 1.0}).kinds == ["text"]  # one value of the relation: no update
 
 
 def test_reading_and_heldout_documents_are_never_asked_closed_book():

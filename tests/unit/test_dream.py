@@ -111,6 +111,28 @@ def test_the_m_step_makes_the_winners_more_likely_and_its_adapter_travels_as_arr
     assert all(d.generator_version == 1 for d in other.write([("m1", CTX)], per_memory=4, seed=0))
 
 
+def test_merged_adapter_weights_give_a_plain_engine_the_adapted_model():
+    """What a vLLM engine receives after an M-step: W + scale * B @ A, by Hugging Face names. Loaded into a plain
+    HF engine, they give the same logits as the generator's adapted model."""
+    from sleep_ray.rollout.hf import HFEngine
+
+    cfg = load_config(None, ["sleep.dreaming.generator_steps=10", "sleep.dreaming.generator_lr=0.01"]).sleep.dreaming
+    gen = DreamGenerator(BASE, cfg, threads=0, seed=0)
+    winner = DreamSample(
+        "w", "m1", "qa", prompts.question_writing(CTX), " Where does Ana Vel live?\nAnswer: Miravel\n", "", "", ""
+    )
+    gen.learn([winner], seed=0)
+    plain = HFEngine(BASE, threads=0)
+    ids = plain.tokenizer(winner.writer_prompt + winner.written, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = plain.model(ids).logits
+        assert plain.load_weights(gen.lora.merged(), gen.version) == 1
+        merged, adapted = plain.model(ids).logits, gen.lora.model(input_ids=ids).logits
+    assert (before - adapted).abs().max() > 1e-2  # the M-step changed the function
+    assert torch.allclose(merged, adapted, atol=1e-4)
+    assert gen.engine.weight_version() == 1  # the shared engine samples the adapted model, stamped with it
+
+
 def test_rest_em_raises_the_mean_trial_reward_over_rounds_on_the_test_config():
     """E-step, M-step, E-step on four memories of the test world: the generator, fine-tuned on its winners,
     writes dreams that win more trials. Both rounds sample with the same seed, so without learning they would

@@ -54,6 +54,28 @@ def test_resume_continues_exactly(tmp_path, handmade_world):
     assert [json.loads(line)["step"] for line in lines] == list(range(1, 13))
 
 
+def test_continued_pretraining_starts_from_the_checkpoint_and_keeps_its_tokenizer(tmp_path, handmade_world):
+    overrides = [*SHORT_PRETRAIN, "pretrain.checkpoint_every=100", "pretrain.eval_every=100", "pretrain.lr=0.005"]
+    first = pretrain(
+        load_config(None, [*overrides, f"run_dir={tmp_path / 'a'}", "pretrain.steps=150"]),
+        handmade_world,
+        progress=False,
+    )
+    more = load_config(
+        None, [*overrides, f"run_dir={tmp_path / 'b'}", "pretrain.steps=2", f"pretrain.init_from={first}"]
+    )
+    second = pretrain(more, handmade_world, progress=False)
+    scratch = pretrain(
+        load_config(None, [*overrides, f"run_dir={tmp_path / 'c'}", "pretrain.steps=2"]), handmade_world, progress=False
+    )
+    loss = lambda run: json.loads((tmp_path / run / "pretrain" / "metrics.jsonl").read_text().splitlines()[0])["loss"]  # noqa: E731
+    assert loss("b") < 0.5 * loss("c")  # the first step already knows what 150 steps taught
+    assert _recall(second, handmade_world) >= _recall(first, handmade_world) - 0.1 > _recall(scratch, handmade_world)
+    _, tok_a = load_pretrained(first)
+    _, tok_b = load_pretrained(second)
+    assert tok_a.get_vocab() == tok_b.get_vocab()
+
+
 def test_learning_rate_warms_up_stays_flat_then_decays():
     cfg = load_config(None, ["pretrain.steps=100", "pretrain.warmup_steps=10", "pretrain.flat_fraction=0.5"])
     lr = cfg.pretrain.lr
