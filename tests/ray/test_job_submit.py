@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.ray.test_sleep import SMALL_SLEEP
+from tests.ray.test_sleep import SMALL_SLEEP, assert_grown_checkpoint, assert_sleep_record
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -140,7 +140,7 @@ def _wait(client, job_id: str, until, timeout_s: float = 800):
 def test_ray_job_submit_runs_a_sleep_then_serves_its_checkpoint(head, tmp_path):
     url, env = head
     out = tmp_path / "cycle-1"
-    overrides = [f"run_dir={tmp_path}", *SMALL_SLEEP, "resources.train_workers=1"]
+    overrides = [f"run_dir={tmp_path}", *SMALL_SLEEP]  # two Ray Train workers (DDP over gloo)
     sleep = ["sleep-ray", "sleep", "--config", "examples/tiny_cpu.yaml", "--cycle", "1", "--stages", "seeding"]
     # examples/tiny_cpu.yaml is relative: resolved in the job's copy of the working directory
     job_id = _submit(url, env, [*sleep, "--out", str(out), *overrides])
@@ -156,6 +156,8 @@ def test_ray_job_submit_runs_a_sleep_then_serves_its_checkpoint(head, tmp_path):
     assert meta["version"] == 1 and meta["producer"] == "sleep" and meta["extra"]["cycle"] == 1
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert "seeding: wrote" in logs  # the CLI's own summary line, from the job's driver
+    assert_grown_checkpoint(out)  # plain HF; the two DDP ranks trained the new expert only
+    assert_sleep_record(out)
 
     # the wake endpoint as a second job on the same cluster, serving the slept checkpoint
     (port,) = _free_ports(1)

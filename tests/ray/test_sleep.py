@@ -1,4 +1,5 @@
-"""Knowledge Seeding on a real local Ray cluster: actors per role, a two-worker Ray Train loop, weight pushes.
+"""Knowledge Seeding on a real local Ray cluster: actors per role, weight pushes, staleness and timeouts; helpers
+that check a slept-on checkpoint (the two-worker sleep itself runs as a job in test_job_submit.py).
 
 The teacher-self must be able to write questions, so these tests start from the committed tiny base model
 (1.3M parameters) and a few memories of the default world's first cycle.
@@ -50,18 +51,14 @@ def cycle_one():
     return [m for m in world.stream if m.cycle == 1 and m.kind in ("document", "dialogue")][:2]
 
 
-@pytest.mark.timeout(900)
-def test_two_worker_sleep_writes_a_plain_hf_checkpoint(ray_cluster, tmp_path, cycle_one):
-    cfg = load_config(None, [f"run_dir={tmp_path}", *SMALL_SLEEP])
-    out = tmp_path / "cycle-1"
-    result = run_seeding(cfg, checkpoint=BASE, memories=cycle_one, out_dir=out, cycle=1)
-    assert result.checkpoint == out and (out / RECORD_FILE).is_file()
-
-    base = AutoModelForCausalLM.from_pretrained(BASE)
+def assert_grown_checkpoint(out, d_low: int = 8, base: str = BASE) -> None:
+    """A slept-on checkpoint is a plain transformers one, grown by `d_low` hidden units per MLP, in which only the
+    new expert trained: the old rows bit-identical, the expert's output weights no longer zero."""
+    old_model = AutoModelForCausalLM.from_pretrained(base)
     grown = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no project code
-    old = base.config.intermediate_size
-    assert grown.config.intermediate_size == old + 8
-    for (name, p_old), p_new in zip(base.named_parameters(), grown.parameters()):
+    old = old_model.config.intermediate_size
+    assert grown.config.intermediate_size == old + d_low
+    for (name, p_old), p_new in zip(old_model.named_parameters(), grown.parameters()):
         if name.endswith(("gate_proj.weight", "up_proj.weight")):
             assert torch.equal(p_new[:old], p_old), name  # frozen rows bit-identical
         elif name.endswith("down_proj.weight"):
@@ -70,15 +67,22 @@ def test_two_worker_sleep_writes_a_plain_hf_checkpoint(ray_cluster, tmp_path, cy
         else:
             assert torch.equal(p_new, p_old), name
 
+
+def assert_sleep_record(out, steps: int = 4) -> None:
+    """What a finished stage-1 sleep leaves: version + 1, its record and metrics, no work directory."""
     meta = read_meta(out)
     assert meta.version == read_meta(BASE).version + 1 and meta.producer == "sleep"
     assert meta.extra["experts"] == 1 and meta.extra["cycle"] == 1
     record = json.loads((out / RECORD_FILE).read_text())
-    assert [row["step"] for row in record["metrics"]] == [1, 2, 3, 4]
+    assert [row["step"] for row in record["metrics"]] == list(range(1, steps + 1))
     assert all({"reward", "push_s", "rollouts_s", "wait_s"} <= set(row) for row in record["metrics"])
     assert record["prompts"]["rehearsal"] > 0 and record["weight_version"] == meta.version
-    assert not (tmp_path / "cycle-1.tmp").exists() and not (tmp_path / "cycle-1.work").exists()
-    assert (tmp_path / "cycle-1.logs" / "metrics.jsonl").is_file()
+    assert not out.with_name(out.name + ".tmp").exists() and not out.with_name(out.name + ".work").exists()
+    assert (out.with_name(out.name + ".logs") / "metrics.jsonl").is_file()
+
+
+# The two-worker Ray Train sleep runs as a `ray job submit` job (tests/ray/test_job_submit.py), which checks its
+# checkpoint with the two helpers above: one sleep there covers both, at two minutes less.
 
 
 def test_a_staleness_limit_that_would_reject_every_step_fails_before_anything_starts(tmp_path, cycle_one):

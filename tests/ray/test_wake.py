@@ -20,7 +20,7 @@ from sleep_ray.wake.deploy import launch, wait_until_up
 from sleep_ray.wake.store import WakeStore
 from tests.conftest import ROOT
 from tests.ray.test_dream import SMALL_DREAM
-from tests.ray.test_sleep import SMALL_SLEEP
+from tests.ray.test_sleep import SMALL_SLEEP, assert_grown_checkpoint
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-admin-token"
@@ -249,7 +249,7 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
     ]
     assert {t["round"] for t in trials} <= {0, 1} and all(t["reward"] in (0.0, 1.0) for t in trials)
     assert not out.with_name(out.name + ".dream.work").exists()
-    _assert_only_the_expert_changed(out)
+    assert_grown_checkpoint(out)  # both stages trained the new expert only
     assert httpx.get(f"{url}/v1/version").json()["weight_version"] == 1
     r = httpx.post(f"{url}/v1/completions", json={"model": "sleep-ray", "prompt": "Question:", "max_tokens": 3})
     assert r.json()["weight_version"] == 1 and r.headers["x-weight-version"] == "1"
@@ -263,22 +263,6 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
     assert httpx.get(f"{url}/v1/version").json()["weight_version"] == 0
     assert httpx.get(f"{url}/v1/memories", params={"consumed": False}, headers=_admin()).json()["total"] == 1
     assert httpx.post(f"{url}/v1/rollback", headers=_admin(), timeout=60).status_code == 409  # nothing older
-
-
-def _assert_only_the_expert_changed(out: Path) -> None:
-    """The slept-on checkpoint is a plain transformers one; both stages trained the new expert only."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(ROOT / "examples" / "tiny_base")
-    grown = AutoModelForCausalLM.from_pretrained(out)
-    old = base.config.intermediate_size
-    assert grown.config.intermediate_size == old + 8
-    for (name, p_old), p_new in zip(base.named_parameters(), grown.parameters()):
-        if name.endswith(("gate_proj.weight", "up_proj.weight")):
-            assert torch.equal(p_new[:old], p_old), name
-        elif not name.endswith("down_proj.weight"):
-            assert torch.equal(p_new, p_old), name
 
 
 def test_openapi_document_matches_the_server_and_holds_no_5xx(endpoint):

@@ -40,6 +40,10 @@ def test_split_cuts_prompts_into_contiguous_near_equal_shares(n, k, want):
         (["resources.rollout.gpus=-1"], "resources.rollout.gpus"),
         (["resources.teacher.custom={rollout_node: -1}"], "resources.teacher.custom.rollout_node"),
         (["resources.engine=vllm", "resources.vllm.tensor_parallel_size=2"], "resources.rollout.gpus"),
+        (
+            ["resources.engine=vllm", "resources.vllm.tensor_parallel_size=2", "resources.rollout.gpus=2"],
+            "resources.dream_generator.gpus",  # a dream-generator writes through its own engine
+        ),
         (["serve.gpus_per_replica=-0.5"], "serve.gpus_per_replica"),
     ],
 )
@@ -50,6 +54,12 @@ def test_a_bad_resource_value_names_its_key(overrides, key):
 
 def test_tensor_parallel_engine_with_one_gpu_per_shard_loads():
     cfg = load_config(
-        None, ["resources.engine=vllm", "resources.vllm.tensor_parallel_size=2", "resources.rollout.gpus=2"]
+        None,
+        [
+            "resources.engine=vllm",
+            "resources.vllm.tensor_parallel_size=2",
+            "resources.rollout.gpus=2",
+            "resources.dream_generator.gpus=2",
+        ],
     )
     assert cfg.resources.vllm.tensor_parallel_size == 2

