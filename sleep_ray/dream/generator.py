@@ -57,7 +57,6 @@ class DreamGenerator:
             self.engine = HFEngine.around(self.lora.model, tokenizer)
         else:
             raise ValueError(f"resources.engine: unknown rollout engine {engine!r} (hf or vllm)")
-        self.shares_model = engine == "hf"
 
     def write(
         self, contexts: Sequence[tuple[str, str]], *, per_memory: int, seed: int, round_: int = 0
@@ -110,7 +109,7 @@ class DreamGenerator:
 
     def _push(self) -> None:
         """Give a separate engine the adapted weights (the shared HF engine already samples them)."""
-        if self.shares_model:
+        if isinstance(self.engine, HFEngine):  # built `around` the adapted model itself
             self.engine.version = self.version
         else:
             self.engine.load_weights(self.lora.merged(), self.version)

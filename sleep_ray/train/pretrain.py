@@ -107,15 +107,13 @@ def pretrain(
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
         log.info("resuming pretraining at step %d from %s", start, last)
-    elif p.init_from:
-        model, tokenizer = load_pretrained(p.init_from)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        (work / "metrics.jsonl").write_text("")
-        log.info("continuing pretraining from %s", p.init_from)
     else:
-        tokenizer = train_tokenizer(tokenizer_texts(world), cfg.model.vocab_size)
-        model = build_model(cfg.model, tokenizer, seed=cfg.seed)
+        if p.init_from:
+            model, tokenizer = load_pretrained(p.init_from)
+            log.info("continuing pretraining from %s", p.init_from)
+        else:
+            tokenizer = train_tokenizer(tokenizer_texts(world), cfg.model.vocab_size)
+            model = build_model(cfg.model, tokenizer, seed=cfg.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         (work / "metrics.jsonl").write_text("")
     log.info("model: %d parameters, vocabulary %d", count_parameters(model), len(tokenizer))
