@@ -11,14 +11,14 @@ from typing import Any
 
 from sleep_ray.config import Config
 from sleep_ray.data.world import World
-from sleep_ray.eval.harness import accuracy, answer, items
+from sleep_ray.eval.harness import accuracy, answer, heldout_perplexity, items
 from sleep_ray.eval.metrics import exact_match
 from sleep_ray.models.build import load_pretrained
 
 
 class CycleEval:
     def __init__(self, cfg: Config, world: World, cycle: int = 1):
-        self.cfg = cfg
+        self.cfg, self.world = cfg, world
         self.by_kind: dict[str, list[Any]] = defaultdict(list)
         for it in items(world, ("eval",)):
             if it.cycle == str(cycle):
@@ -44,6 +44,16 @@ class CycleEval:
     def in_context(self, checkpoint: str) -> dict[str, float]:
         model, tok = load_pretrained(checkpoint)
         return {k: self._acc(model, tok, v, True) for k, v in self.by_kind.items()}
+
+    def reading(self, checkpoint: str) -> dict[str, float]:
+        """What the next night's teacher needs: in-context accuracy on the cycle's new people and on base
+        documents, and perplexity on the world's held-out text."""
+        model, tok = load_pretrained(checkpoint)
+        return {
+            "new_in_context": self._acc(model, tok, self.by_kind.get("new", []), True),
+            "base_in_context": self._acc(model, tok, self.base_probes, True),
+            "perplexity": round(heldout_perplexity(model, tok, self.world), 3),
+        }
 
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.by_kind.items()}

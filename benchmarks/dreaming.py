@@ -6,13 +6,18 @@
     .venv/bin/python benchmarks/dreaming.py --tag default --seeded runs/bench/v2_default/cycle-1   # reuse stage 1
     .venv/bin/python benchmarks/dreaming.py --tag nofilter --seeded ... sleep.dreaming.filter=false
     .venv/bin/python benchmarks/dreaming.py --scaling --seeded runs/bench/v2_default/cycle-1       # trials/min
+    .venv/bin/python benchmarks/dreaming.py --tag t_foreign_1 --day foreign --day-seed 1     # a test day
 
-Each run appends one JSON line to runs/bench/dreaming.jsonl and prints it.
+`--day world|foreign` sleeps on a test day of sleep_ray.data.testdays instead of the world's cycle 1 (24 new
+people, names in the world's style or from other syllables; sentence and question shapes of its own); its
+final seeds run only with `--final`. Each run appends one JSON line to runs/bench/dreaming.jsonl and prints it;
+`--out` also writes it as a JSON file (docs/results/).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -25,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cycle_eval import CycleEval, append_row  # noqa: E402
 
 from sleep_ray.config import Config, load_config  # noqa: E402
+from sleep_ray.data.schema import World  # noqa: E402
+from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, generate_test_day  # noqa: E402
 from sleep_ray.data.world import generate_world  # noqa: E402
 from sleep_ray.dream.critic import TrialCritic  # noqa: E402
 from sleep_ray.dream.generator import DreamGenerator  # noqa: E402
@@ -71,11 +78,21 @@ def main() -> None:
     parser.add_argument("--seeded", help="a stage-1 output of the same cycle to start from (copied)")
     parser.add_argument("--scaling", action="store_true", help="measure trials/min with 1 and 2 workers only")
     parser.add_argument("--scaling-dreams", type=int, default=48)
+    parser.add_argument("--day", choices=("cycle1", "world", "foreign"), default="cycle1", help="cycle1: the world's")
+    parser.add_argument("--day-seed", type=int, default=DEV_SEEDS[0])
+    parser.add_argument("--day-people", type=int, default=24)
+    parser.add_argument("--final", action="store_true", help="allow the test days' final seeds (report only)")
+    parser.add_argument("--out", help="also write the row to this JSON file")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(args.config, [f"run_dir=runs/bench/dream_{args.tag}", *args.overrides])
     torch.set_num_threads(2)
     world = generate_world(cfg.data.world)
+    if args.day != "cycle1":
+        if args.day_seed in FINAL_SEEDS and not args.final:
+            raise SystemExit(f"seed {args.day_seed} is a final test-day seed: pass --final, and tune nothing on it")
+        day = generate_test_day(cfg.data.world, seed=args.day_seed, style=args.day, people=args.day_people)
+        world = World(world.documents, tuple(day))
     memories = [m for m in world.stream if m.cycle == 1]
     ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
     if args.scaling:
@@ -98,9 +115,11 @@ def main() -> None:
         dreaming_s = time.time() - t
         ray.shutdown()
         before, after, upper = ev.closed_book(cfg.model.path), ev.closed_book(str(out)), ev.in_context(cfg.model.path)
+        read_before, read_after = ev.reading(cfg.model.path), ev.reading(str(out))
         dr = result.record["dreaming"]
         row = {
             "tag": args.tag,
+            "day": args.day if args.day == "cycle1" else f"{args.day}:{args.day_seed}:{args.day_people}",
             "overrides": args.overrides,
             "seeded_from": args.seeded,
             "probes": ev.counts(),
@@ -116,11 +135,21 @@ def main() -> None:
                 "seeding": round(seeded["base"] / before["base"], 3),
                 "full": round(after["base"] / before["base"], 3),
             },
+            "reading": {"before": read_before, "after": read_after},
+            "reading_kept": round(read_after["new_in_context"] / max(1e-9, read_before["new_in_context"]), 3),
+            "steps": {"seeding": result.record["steps"], "rehearsal": dr["rehearsal_steps"]},
+            "grounding": {
+                "seeding": result.record.get("grounding", {}).get("counts"),
+                "dreaming": dr["grounding"]["counts"],
+            },
             "seeding_s": round(seeding_s, 1),
             "dreaming_s": round(dreaming_s, 1),
             "dreaming": {k: v for k, v in dr.items() if k != "metrics"},
         }
     append_row("runs/bench/dreaming.jsonl", row)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(row, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ __all__ = [  # what `from sleep_ray.config import ...` offers: these modules' na
     "DreamingConfig",
     "EvalConfig",
     "GateConfig",
+    "GroundingConfig",
     "GrowthConfig",
     "ModelConfig",
     "PLACEMENT_STRATEGIES",
@@ -172,13 +173,17 @@ class SeedingConfig:
     z0: float = spec(0.5, lo=0.0, hi=1.0, help="normalized edit distance above which the surface reward is 0")
     topk: int = spec(0, lo=0, help="distil over the teacher's top-k tokens; 0 = full vocabulary")
     temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
-    steps: int = spec(1300, lo=0)
+    steps: int = spec(1300, lo=0, help="the most optimizer steps a night takes (the budget's cap)")
+    steps_per_memory: float = spec(26.0, lo=0.0, help="budget: steps per memory window; 0 = always `steps`")
+    min_steps: int = spec(300, lo=0, help="budget: the fewest steps a night with memories takes")
     lr: float = spec(1e-3, lo=0.0)
     rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
     batch_size: int = spec(24, lo=1, help="distillation prompts per optimizer step (per train worker)")
     questions_per_memory: int = spec(16, lo=0, help="questions the teacher writes about each memory (window)")
     prefixes_per_memory: int = spec(2, lo=0, help="opening-words prompts cut from each memory (window)")
     restatements_per_memory: int = spec(0, lo=0, help="prompts cut from the teacher's restatements of each memory")
+    reading_per_memory: int = spec(4, lo=0, help="questions per memory also rehearsed with the memory in context")
+    writing_per_memory: int = spec(1, lo=0, help="question-writing prompts per memory rehearsed (teacher == student)")
     teacher_samples: int = spec(2, lo=1, help="teacher continuations drawn per prompt, sampled from at each step")
     max_new_tokens: int = spec(12, lo=1, help="length limit of every sampled continuation")
     dreams_per_memory: int = spec(4, lo=0, help="Learning-to-Imitate sentences per memory (window)")
@@ -221,12 +226,23 @@ class DreamingConfig:
     rehearse_winners: bool = spec(True, help="false: no rounds, rehearsal without winners (an ablation)")
     rehearsal_fraction: float = spec(0.7, lo=0.0, hi=0.95, help="share of old-knowledge items in that training")
     memory_questions: int = spec(16, lo=0, help="fresh teacher questions per memory rehearsed beside the winners")
-    rehearsal_steps: int = spec(600, lo=0, help="student optimizer steps on the winning dreams (+ rehearsal)")
+    rehearsal_steps: int = spec(600, lo=0, help="the most student steps on the winning dreams (+ rehearsal)")
+    rehearsal_steps_per_memory: float = spec(12.0, lo=0.0, help="budget: steps per memory window; 0 = always the cap")
+    min_rehearsal_steps: int = spec(150, lo=0, help="budget: the fewest rehearsal steps")
     random_expert: bool = spec(False, help="not implemented: must stay false")
 
 
 @dataclass
+class GroundingConfig:
+    """Every text written about a memory is checked against it (sleep_ray/data/grounding.py)."""
+
+    min_share: float = spec(0.5, lo=0.0, hi=1.0, help="a night whose grounded share of questions is lower fails")
+    examples: int = spec(8, lo=0, help="written texts kept per kind and verdict in the sleep record")
+
+
+@dataclass
 class SleepConfig:
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     seeding: SeedingConfig = field(default_factory=SeedingConfig)
     dreaming: DreamingConfig = field(default_factory=DreamingConfig)

@@ -23,6 +23,7 @@ import torch
 
 from sleep_ray.config import DreamingConfig
 from sleep_ray.data import prompts
+from sleep_ray.data.grounding import Ledger, ground, known_words
 from sleep_ray.dream.lora import Adapter
 from sleep_ray.dream.records import DreamSample, parse_dream
 from sleep_ray.models.build import load_pretrained
@@ -48,6 +49,8 @@ class DreamGenerator:
         self.cfg = cfg
         self.lora = Adapter(model, tokenizer, r=cfg.lora_rank, seed=seed)
         self.version = 0
+        self.known = known_words(tokenizer)
+        self._ledger = Ledger()  # every dream is grounded in its memory (sleep_ray.data.grounding)
         self.engine: Any
         if engine == "vllm":
             from sleep_ray.rollout.vllm_engine import VLLMEngine
@@ -85,9 +88,19 @@ class DreamGenerator:
         )
         out = []
         for (mid, c, kind, j), r in zip(asks, rollouts):
-            d = parse_dream(kind, mid, c, r.text, f"{mid}/r{round_}/{j}", self.version)
+            # only misspellings are repaired: a dream naming someone else is dropped (the filter has plenty)
+            verdict = ground(r.text, c, self.known, require_name=kind == "qa", subject=False)
+            self._ledger.add(f"dream_{kind}", r.text, verdict, memory_id=mid)
+            if verdict.text is None:
+                continue
+            d = parse_dream(kind, mid, c, verdict.text, f"{mid}/r{round_}/{j}", self.version)
             if d is not None:
                 out.append(d)
+        return out
+
+    def ledger(self) -> Ledger:
+        """What this generator wrote since the last call: grounding counts and examples, then a fresh ledger."""
+        out, self._ledger = self._ledger, Ledger()
         return out
 
     def learn(self, winners: Sequence[DreamSample], *, seed: int) -> float:

@@ -32,6 +32,7 @@ from transformers import AutoTokenizer
 
 from sleep_ray.config import Config, ConfigError
 from sleep_ray.data import prompts
+from sleep_ray.data.grounding import Ledger
 from sleep_ray.data.schema import Memory
 from sleep_ray.dream.critic import TrialCritic
 from sleep_ray.dream.curriculum import Arm, ArmStats, arm_stats, policy_plan
@@ -42,6 +43,7 @@ from sleep_ray.dream.trials import TrialPool
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.growth import GrowthRecord
 from sleep_ray.rollout.engine import make_rollout
+from sleep_ray.sleep.budget import night_steps
 from sleep_ray.sleep.records import Rollout, SeedPrompt, call
 from sleep_ray.sleep.resources import check_resources, role_actor
 from sleep_ray.sleep.run import (
@@ -127,7 +129,11 @@ def _rehearsal_material(
     extra = []
     if d.memory_questions:
         ref = teacher.write_questions.remote(
-            memories, per_memory=d.memory_questions, seed=seed + 5, temperature=s.temperature
+            memories,
+            per_memory=d.memory_questions,
+            seed=seed + 5,
+            temperature=s.temperature,
+            reading=s.reading_per_memory,
         )
         extra += call(ref, timeout, "teacher-self write_prompts")
     n = round((len(items) + len(extra)) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))
@@ -239,7 +245,13 @@ def run_dreaming(
         t = time.time()
         tokenizer = AutoTokenizer.from_pretrained(seeded, local_files_only=True)
         items, sample_pool = _rehearsal_material(cfg, teacher, tokenizer, memories, winners, seed)
-        s = dataclasses.replace(cfg.sleep.seeding, steps=d.rehearsal_steps if items else 0, alpha=1.0, lmbda=0.0)
+        steps = night_steps(
+            len(contexts) if items else 0,
+            per_window=d.rehearsal_steps_per_memory,
+            floor=d.min_rehearsal_steps,
+            cap=d.rehearsal_steps,
+        )
+        s = dataclasses.replace(cfg.sleep.seeding, steps=steps, alpha=1.0, lmbda=0.0)
         result = train_student(
             cfg,
             s,
@@ -252,6 +264,9 @@ def run_dreaming(
             seed=seed + 17,
         )
         times["rehearsal_s"] = time.time() - t
+        ledger = Ledger(cfg.sleep.grounding.examples)
+        for part in call([teacher.ledger.remote(), *[g.ledger.remote() for g in gens]], r.call_timeout_s, "ledgers"):
+            ledger.merge(part)
     finally:
         for a in actors + (pool.actors if pool is not None else []):
             ray.kill(a)
@@ -265,6 +280,10 @@ def run_dreaming(
         "winners_by_kind": {k: sum(w.kind == k for w in winners) for k in d.kinds},
         "rehearsal_items": dict(Counter(it.kind for it in items)),
         "rehearsal_steps": s.steps,
+        "grounding": ledger.summary(),
+        "winners_written": [{"memory_id": w.memory_id, "kind": w.kind, "written": w.written} for w in winners][
+            : cfg.sleep.grounding.examples
+        ],
         "trial_retries": pool.retries,
         "timings": {**times, "total_s": time.time() - t0},
         "metrics": read_metrics(logs / "metrics.jsonl"),

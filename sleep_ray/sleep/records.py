@@ -22,8 +22,10 @@ class SeedPrompt:
 
     kind: "question" (the teacher wrote a question about a memory), "prefix" (the opening words of a sentence
     of a memory), "restatement" (the opening words of a sentence of the teacher's own restatement of a memory),
-    or "rehearsal" (a question about old knowledge; the teacher reads it without any memory, so student ==
-    teacher and the loss keeps the grown model where the pre-sleep model was).
+    "reading" (a question about a memory that the student reads with the memory too) and "writing" (writing a
+    question about a memory; student == teacher): the skills the next night's teacher needs; or "rehearsal" (a
+    question about old knowledge; the teacher reads it without any memory, so student == teacher and the loss
+    keeps the grown model where the pre-sleep model was).
     """
 
     student: str

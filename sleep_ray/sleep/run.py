@@ -14,6 +14,7 @@ is deleted once the sleep has succeeded. Metrics (JSON lines, TensorBoard) go to
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import os
@@ -27,10 +28,12 @@ from typing import Any
 import ray
 
 from sleep_ray.config import Config, ConfigError, SeedingConfig, to_yaml
+from sleep_ray.data.grounding import Ledger
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
 from sleep_ray.rollout.hf import HFEngine
+from sleep_ray.sleep.budget import night_steps
 from sleep_ray.sleep.critic import RewardCritic
 from sleep_ray.sleep.records import RoleTimeoutError, call
 from sleep_ray.sleep.resources import Placement, check_resources, ray_resources, role_actor
@@ -46,6 +49,33 @@ RECORD_FILE = "sleep_record.json"
 class SleepResult:
     checkpoint: Path
     record: dict[str, Any]
+
+
+class GroundingError(ValueError):
+    """Too little of what the teacher wrote about the memories was about them: the night does not train."""
+
+
+def check_grounding(ledger: Ledger, min_share: float, what: str) -> None:
+    """Raise GroundingError when the grounded share of the questions in `ledger` is below `min_share`."""
+    c = ledger.counts.get("question", {"written": 0})
+    share = ledger.grounded_share(("question",))
+    if c["written"] and share < min_share:
+        raise GroundingError(
+            f"{what}: only {share:.2f} of the {c['written']} questions the teacher wrote name what the memories "
+            f"hold (sleep.grounding.min_share={min_share:g}); the memories' names may be too unfamiliar to the "
+            "model: nothing was trained and serving is untouched"
+        )
+
+
+def written_sample(items: list[Any], pool: list[list[Any]], n: int) -> list[dict[str, Any]]:
+    """Up to `n` questions about memories with the teacher's answers (for the sleep record)."""
+    rows: list[dict[str, Any]] = []
+    for it, samples in zip(items, pool):
+        if it.kind == "question" and len(rows) < n:
+            rows.append(
+                {"memory_id": it.memory_id, "student": it.student, "teacher_answers": [r.text for r in samples]}
+            )
+    return rows
 
 
 def grow_student(cfg: Config, checkpoint: str, init: Path, cycle: int) -> None:
@@ -117,10 +147,11 @@ def engine_kwargs(cfg: Config) -> dict[str, Any]:
 
 def _material(
     cfg: Config, teachers: list[Any], memories: list[Memory], cycle: int
-) -> tuple[list[Any], list[Any], list[list[Any]]]:
+) -> tuple[list[Any], list[Any], list[list[Any]], Ledger]:
     """The teacher-selves write the sleep's material, each a share of the memories: the distillation prompts
     (with self-rehearsal), the Learning-to-Imitate dreams, and `teacher_samples` continuations of every prompt
-    (the pool the off-policy half draws from). Returns (items, dreams, pool) with pool[i] the samples of item i."""
+    (the pool the off-policy half draws from). Returns (items, dreams, pool, ledger) with pool[i] the samples
+    of item i and the grounding ledger of everything written; raises GroundingError below the floor."""
     s, timeout = cfg.sleep.seeding, cfg.resources.call_timeout_s
     seed = cfg.seed + cycle
     parts = [(t, m, seed + 7919 * k) for k, (t, m) in enumerate(zip(teachers, shares(memories, len(teachers)))) if m]
@@ -131,6 +162,8 @@ def _material(
             questions_per_memory=s.questions_per_memory,
             prefixes_per_memory=s.prefixes_per_memory,
             restatements_per_memory=s.restatements_per_memory,
+            reading_per_memory=s.reading_per_memory,
+            writing_per_memory=s.writing_per_memory,
             rehearsal_fraction=s.rehearsal_fraction,
             seed=sd,
             **kw,
@@ -142,6 +175,10 @@ def _material(
     written = call(refs, timeout, "teacher-self write_prompts / write_dreams")
     items = [it for part in written[: len(parts)] for it in part]
     dreams = [d for part in written[len(parts) :] for d in part]
+    ledger = Ledger(cfg.sleep.grounding.examples)
+    for part in call([t.ledger.remote() for t in teachers], timeout, "teacher-self ledger"):
+        ledger.merge(part)
+    check_grounding(ledger, cfg.sleep.grounding.min_share, f"cycle {cycle}")
     if not items:
         raise ValueError(f"the teacher wrote no usable prompts about cycle {cycle}'s {len(memories)} memories")
     n = s.teacher_samples
@@ -151,7 +188,9 @@ def _material(
         for k, (t, x) in enumerate(zip(teachers, parts_of_items))
     ]
     samples = [r for part in call(refs, timeout, "teacher-self sample") for r in part]
-    return items, dreams, [samples[i * n : (i + 1) * n] for i in range(len(items))]
+    for part in call([t.ledger.remote() for t in teachers], timeout, "teacher-self ledger"):
+        ledger.merge(part)  # the answers
+    return items, dreams, [samples[i * n : (i + 1) * n] for i in range(len(items))], ledger
 
 
 def train_student(
@@ -266,7 +305,11 @@ def run_seeding(
     ]
     actors = [*teachers, critic, *engines]
     try:
-        items, dreams, pool = _material(cfg, teachers, memories, cycle)
+        windows = len(call(teachers[0].contexts.remote(memories), r.call_timeout_s, "teacher-self contexts"))
+        s = dataclasses.replace(
+            s, steps=night_steps(windows, per_window=s.steps_per_memory, floor=s.min_steps, cap=s.steps)
+        )
+        items, dreams, pool, ledger = _material(cfg, teachers, memories, cycle)
         times["material_s"] = time.time() - t
 
         t = time.time()
@@ -291,9 +334,12 @@ def run_seeding(
         "cycle": cycle,
         "parent": str(checkpoint),
         "memories": len(memories),
+        "windows": windows,
         "prompts": dict(Counter(it.kind for it in items)),
         "dreams": len(dreams),
         "steps": s.steps,
+        "grounding": ledger.summary(),
+        "written": written_sample(items, pool, cfg.sleep.grounding.examples),
         "train_workers": r.train_workers,
         "rollout_engines": r.rollout_engines,
         "engine": r.engine,

@@ -3,15 +3,18 @@
 It writes the sleep's training material itself, with the skills it was pretrained for, and scores sequences:
 
     write_prompts(memories)  questions about each memory, opening words of its sentences and of the teacher's
-                             restatements of it, and self-rehearsal questions about old knowledge (no
-                             memory)                                              -> list[SeedPrompt]
+                             restatements of it, the same questions read with the memory and question writing
+                             (so the student keeps the skills the next night's teacher needs), and
+                             self-rehearsal questions about old knowledge (no memory)  -> list[SeedPrompt]
     write_dreams(memories)   restatements of each memory, cut into sentence prefixes (Learning-to-Imitate)
                                                                                    -> list[Dream]
     sample(prompts)          teacher continuations (memory in context)            -> list[Rollout]
     score(prompts, ids)      its logits at every completion position               -> list[TeacherLogits]
 
 A long memory (longer than the window) is read one window at a time: each window counts as its own context.
-Everything sampled is seeded, so a sleep is repeatable.
+Everything sampled is seeded, so a sleep is repeatable. Every question, restatement and answer written about a
+memory is grounded in it (`sleep_ray.data.grounding`): a name the memory does not hold is repaired or the text
+dropped; `ledger()` returns what was written, kept, repaired and dropped since the last call, with examples.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from sleep_ray.data import prompts
 from sleep_ray.data.corpus import sentences
+from sleep_ray.data.grounding import Ledger, ground, known_words
 from sleep_ray.data.schema import Memory
 from sleep_ray.data.windows import windows
 from sleep_ray.models.build import load_pretrained
@@ -51,6 +55,18 @@ class TeacherSelf:
         self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
         window = int(self.model.config.max_position_embeddings)
         self.context_tokens = context_tokens or max(32, window - 160)  # room for the question and the answer
+        self.known = known_words(self.tokenizer)
+        self._ledger = Ledger()
+
+    def ledger(self) -> Ledger:
+        """What was written about memories since the last call (counts per kind, examples), then a fresh ledger."""
+        out, self._ledger = self._ledger, Ledger()
+        return out
+
+    def _ground(self, kind: str, text: str, context: str, memory_id: str, **kw: bool) -> str | None:
+        verdict = ground(text, context, self.known, **kw)
+        self._ledger.add(kind, text, verdict, memory_id=memory_id)
+        return verdict.text
 
     def contexts(self, memories: Sequence[Memory]) -> list[tuple[str, str]]:
         """(memory_id, text) pairs, a long memory split into windows of whole sentences."""
@@ -70,20 +86,38 @@ class TeacherSelf:
         questions_per_memory: int,
         prefixes_per_memory: int,
         restatements_per_memory: int = 0,
+        reading_per_memory: int = 0,
+        writing_per_memory: int = 0,
         rehearsal_fraction: float,
         temperature: float,
         seed: int,
     ) -> list[SeedPrompt]:
-        """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share)."""
+        """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share).
+
+        Kinds (SeedPrompt): "question" (closed-book for the student), "prefix", "restatement"; "reading" (the
+        first `reading_per_memory` questions of each memory, the student reading the memory too) and "writing"
+        (`writing_per_memory` question-writing prompts, student and teacher alike) keep the skills the next
+        night's teacher uses; "rehearsal" keeps old knowledge."""
         rng = random.Random(seed)
         contexts = self.contexts(memories)
         items: list[SeedPrompt] = []
         asks = [(mid, c) for mid, c in contexts for _ in range(questions_per_memory)]
         written = self._write([prompts.question_writing(c) for _, c in asks], seed, 24, temperature)
+        read: dict[str, int] = {}
         for (mid, c), raw in zip(asks, written):
             q = raw.split("\n", 1)[0].strip()
-            if q.endswith("?"):
-                items.append(SeedPrompt(prompts.closed_book(q), prompts.in_context(c, q), "question", mid))
+            if not q.endswith("?"):
+                continue
+            fixed = self._ground("question", q, c, mid, require_name=True)
+            if fixed is None:
+                continue
+            items.append(SeedPrompt(prompts.closed_book(fixed), prompts.in_context(c, fixed), "question", mid))
+            if read.get(c, 0) < reading_per_memory:
+                read[c] = read.get(c, 0) + 1
+                items.append(SeedPrompt(prompts.in_context(c, fixed), prompts.in_context(c, fixed), "reading", mid))
+        for mid, c in contexts:
+            w = prompts.question_writing(c)
+            items += [SeedPrompt(w, w, "writing", mid)] * writing_per_memory
         for mid, c in contexts:
             for _ in range(prefixes_per_memory):
                 dream = cut_sentence(rng.choice(sentences(c)), rng)
@@ -97,13 +131,15 @@ class TeacherSelf:
         return items
 
     def write_questions(
-        self, memories: Sequence[Memory], *, per_memory: int, seed: int, temperature: float = 1.0
+        self, memories: Sequence[Memory], *, per_memory: int, seed: int, temperature: float = 1.0, reading: int = 0
     ) -> list[SeedPrompt]:
-        """Only the question prompts of `write_prompts` (kind "question"): probes and fresh rehearsal questions."""
+        """Only the question prompts of `write_prompts` (kind "question", and `reading` of kind "reading" per
+        memory): probes and fresh rehearsal questions."""
         return self.write_prompts(
             memories,
             questions_per_memory=per_memory,
             prefixes_per_memory=0,
+            reading_per_memory=reading,
             rehearsal_fraction=0.0,
             temperature=temperature,
             seed=seed,
@@ -125,7 +161,8 @@ class TeacherSelf:
         for (mid, c), raw in zip(asks, written):
             said = [x for x in sentences(raw.split("\n", 1)[0]) if x.endswith(".")]
             if said:
-                d = cut_sentence(rng.choice(said), rng)
+                fixed = self._ground("restatement", rng.choice(said), c, mid)
+                d = cut_sentence(fixed, rng) if fixed is not None else None
                 if d is not None:
                     out.append((c, Dream(d.prefix, d.reference, mid)))
         return out
@@ -146,9 +183,23 @@ class TeacherSelf:
         seed: int,
         stops: Sequence[str] = ("\n",),
     ) -> list[Rollout]:
-        """`n` teacher continuations of each item's teacher prompt, grouped by item (source "teacher")."""
+        """`n` teacher continuations of each item's teacher prompt, grouped by item (source "teacher"). An answer
+        to a question about a memory is grounded in it (ledger kind "answer"): a misspelt name is repaired; an
+        answer naming what the memory does not hold is replaced by a grounded answer to the same question, when
+        one of the `n` is."""
         texts = [it.teacher for it in items for _ in range(n)]
         written = self._write(texts, seed, max_new_tokens, temperature)
+        for i, it in enumerate(items):
+            if it.kind not in ("question", "reading"):
+                continue
+            group = written[i * n : (i + 1) * n]
+            fixed = [
+                self._ground("answer", g.split("\n", 1)[0], it.teacher, it.memory_id, subject=False) for g in group
+            ]
+            good = [f + "\n" for f in fixed if f is not None]
+            for j, f in enumerate(fixed):
+                if good:
+                    written[i * n + j] = f + "\n" if f is not None else good[j % len(good)]
         return [make_rollout(self.tokenizer, t, raw, stops, -1, "teacher") for t, raw in zip(texts, written)]
 
     def answer(self, texts: Sequence[str], *, max_new_tokens: int) -> list[str]:

@@ -1,0 +1,114 @@
+"""Grounding of written texts in their memory: names repaired or dropped, ledger counts, the night's floor."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from sleep_ray.data.grounding import Ledger, ground, known_words, names
+from sleep_ray.sleep.run import GroundingError, check_grounding
+from tests.conftest import ROOT
+
+MEMORY = (
+    "A short note on Luran Kretre. Luran Kretre draws a salary from Tesza Works. By trade, Luran is a painter. "
+    "These days Luran keeps a house in Sheramor."
+)
+
+
+@pytest.fixture(scope="module")
+def known():
+    return known_words(AutoTokenizer.from_pretrained(ROOT / "examples" / "tiny_base"))
+
+
+def test_names_are_capitalised_runs_but_not_ordinary_sentence_starts(known):
+    assert [n for _, _, n in names("Where does Luran Kretre live? Kretre works for Tesza Works.", known)] == [
+        "Luran Kretre",
+        "Kretre",
+        "Tesza Works",
+    ]
+    assert [n for _, _, n in names("What is Luran's job?", known)] == ["Luran"]
+
+
+def test_a_question_naming_the_memory_is_kept(known):
+    g = ground("Which company employs Luran Kretre?", MEMORY, known, require_name=True)
+    assert (g.text, g.status) == ("Which company employs Luran Kretre?", "kept")
+
+
+def test_a_misspelt_name_is_repaired_to_the_memory_name(known):
+    g = ground("Where does Luran Kretron live?", MEMORY, known, require_name=True)
+    assert (g.text, g.status, g.reason) == (
+        "Where does Luran Kretre live?",
+        "repaired",
+        "Luran Kretron -> Luran Kretre",
+    )
+
+
+def test_an_invented_person_becomes_the_memory_subject_in_a_question(known):
+    g = ground("Where does Phoil Kresen live?", MEMORY, known, require_name=True)
+    assert (g.text, g.status) == ("Where does Luran Kretre live?", "repaired")
+    g = ground("Do you know what job Fetan has?", MEMORY, known, require_name=True)
+    assert g.text == "Do you know what job Luran has?"
+
+
+def test_an_answer_naming_what_the_memory_lacks_is_dropped(known):
+    assert ground("Sheramor", MEMORY, known, subject=False).status == "kept"
+    assert ground("Sheramorr", MEMORY, known, subject=False).text == "Sheramor"
+    g = ground("Kubravel", MEMORY, known, subject=False)
+    assert (g.text, g.status) == (None, "dropped") and "Kubravel" in g.reason
+
+
+def test_a_question_about_nothing_in_the_memory_is_dropped(known):
+    g = ground("Where is based in?", MEMORY, known, require_name=True)
+    assert (g.text, g.status, g.reason) == (None, "dropped", "names nothing in the memory")
+    g = ground("Where does Ana Vel Dor live?", MEMORY, known, require_name=True)  # no three-word name to copy
+    assert g.status == "dropped"
+
+
+def test_ledger_counts_merges_and_keeps_examples():
+    a, b = Ledger(examples=1), Ledger(examples=1)
+    for text, status in (("q1", "kept"), ("q2", "repaired"), ("q3", "dropped")):
+        a.add("question", text, ground_verdict(status))
+    b.add("question", "q4", ground_verdict("dropped"))
+    b.add("answer", "x", ground_verdict("kept"))
+    a.merge(b)
+    assert a.counts["question"] == {"written": 4, "kept": 1, "repaired": 1, "dropped": 2}
+    assert a.grounded_share(("question",)) == 0.5 and a.grounded_share() == 0.6
+    assert len(a.samples["question/dropped"]) == 1 and a.samples["question/dropped"][0]["reason"] == "why"
+    assert a.summary()["grounded_share"] == 0.6
+
+
+def ground_verdict(status: str):
+    from sleep_ray.data.grounding import Grounded
+
+    return Grounded(None if status == "dropped" else "t", status, "" if status == "kept" else "why")
+
+
+def test_a_night_below_the_grounded_floor_fails_with_the_message():
+    ledger = Ledger()
+    for status in ("kept", "dropped", "dropped", "dropped"):
+        ledger.add("question", "q", ground_verdict(status))
+    check_grounding(ledger, 0.25, "cycle 1")  # exactly at the floor: trains
+    with pytest.raises(GroundingError, match=r"cycle 1: only 0\.25 of the 4 questions .*min_share=0\.5"):
+        check_grounding(ledger, 0.5, "cycle 1")
+    check_grounding(Ledger(), 1.0, "cycle 1")  # nothing written: nothing to judge
+
+
+def test_the_teacher_trains_only_on_questions_that_name_their_memory():
+    """Real tiny base model on a test day of unfamiliar names: what survives names the memory it is about."""
+    from sleep_ray.config import WorldConfig
+    from sleep_ray.data.testdays import generate_test_day
+    from sleep_ray.sleep.teacher import TeacherSelf
+
+    day = generate_test_day(WorldConfig(), seed=1, style="foreign", people=4)
+    teacher = TeacherSelf(str(ROOT / "examples" / "tiny_base"), threads=1)
+    items = teacher.write_questions(day, per_memory=4, seed=1)
+    ledger = teacher.ledger()
+    c = ledger.counts["question"]
+    assert c["written"] >= len(items) == c["kept"] + c["repaired"] > 0
+    assert c["repaired"] > 0  # this model misspells such names: the repair is exercised
+    text = {m.memory_id: m.text for m in day}
+    for it in items:
+        question = it.student.removeprefix("Question: ").removesuffix("\nAnswer:")
+        named = [n for _, _, n in names(question, teacher.known)]
+        assert named and all(n in text[it.memory_id] for n in named), it.student
+    assert teacher.ledger().counts == {}  # reading the ledger starts a fresh one
