@@ -2,9 +2,11 @@
 
     sleep-ray demo     --config examples/tiny_cpu.yaml           # the tiny end-to-end job
     sleep-ray world    --config examples/tiny_cpu.yaml           # write the synthetic world and stream
+    sleep-ray world    --config examples/sleep_tiny.yaml --test-day foreign --day-seed 1   # a test day's stream
     sleep-ray pretrain --config examples/tiny_cpu.yaml pretrain.steps=200
     sleep-ray eval     --config examples/tiny_cpu.yaml --checkpoint runs/tiny/base
     sleep-ray sleep    --config examples/sleep_tiny.yaml --cycle 1    # consolidate cycle 1's memories
+    sleep-ray night    runs/sleep_tiny/sleep/cycle-1             # what that night wrote, kept, dropped, decided
     sleep-ray serve    --config examples/tiny_cpu.yaml           # the wake endpoint on Ray Serve (Ctrl-C stops)
     sleep-ray bench system --config examples/sleep_tiny.yaml     # the system against its limits, as ratios
     sleep-ray bench consolidation --config examples/bench_consolidation.yaml   # Sleep against the baselines
@@ -46,6 +48,16 @@ def _world(cfg: Config):
 
 
 def cmd_world(cfg: Config, args: argparse.Namespace) -> int:
+    if args.test_day:
+        from sleep_ray.data.schema import write_stream
+        from sleep_ray.data.testdays import generate_test_day
+
+        day = generate_test_day(cfg.data.world, seed=args.day_seed, style=args.test_day, people=args.people)
+        out = Path(args.out or Path(cfg.run_dir) / f"testday-{args.test_day}-{args.day_seed}") / "stream.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_stream(out, day)
+        console.print(f"test day at {out}: {len(day)} memories (sleep-ray sleep --cycle 1 --memories {out})")
+        return 0
     world, path = _world(cfg)
     probes = sum(len(d.probes) for d in world.documents) + sum(len(m.probes) for m in world.stream)
     console.print(f"world at {path}: {len(world.documents)} documents, {len(world.stream)} memories, {probes} probes")
@@ -214,12 +226,20 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_night(cfg: Config, args: argparse.Namespace) -> int:
+    from sleep_ray.sleep.night_report import night_report, read_record
+
+    console.print(night_report(read_record(args.checkpoint)))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "demo": (cmd_demo, "the tiny end-to-end job: serve, learn memories in context, sleep, swap, answer from weights"),
     "world": (cmd_world, "generate the synthetic knowledge world and memory stream"),
     "pretrain": (cmd_pretrain, "pretrain the base model (tokenizer included) on the world; resumable"),
     "eval": (cmd_eval, "evaluate a checkpoint on the world's probes: JSON, Markdown table, plots"),
     "sleep": (cmd_sleep, "consolidate one cycle's memories into a grown model (Knowledge Seeding on Ray)"),
+    "night": (cmd_night, "what one night wrote about its memories, kept, repaired, dropped and trained on"),
     "serve": (cmd_serve, "serve the wake endpoint: OpenAI-compatible API, memories, scheduled sleep, hot swap"),
     "bench": (cmd_bench, "benchmarks: `bench consolidation` (Sleep vs baselines), `bench system` (overheads)"),
 }
@@ -245,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         _common_arguments(p)
         if name == "pretrain":
             p.add_argument("--restart", action="store_true", help="ignore an existing resumable state")
+        if name == "world":
+            p.add_argument("--test-day", choices=("world", "foreign"), help="write a test day's stream instead")
+            p.add_argument("--day-seed", type=int, default=1, help="the test day's seed (data.testdays: DEV_SEEDS)")
+            p.add_argument("--people", type=int, default=24, help="new people on the test day")
+            p.add_argument("--out", help="test day: output directory (default: <run_dir>/testday-STYLE-SEED)")
+        if name == "night":
+            p.add_argument("checkpoint", help="a slept checkpoint directory (holds sleep_record.json)")
         if name == "eval":
             p.add_argument("--checkpoint", help="checkpoint directory (default: model.path, else <run_dir>/base)")
             p.add_argument("--out", help="output directory (default: <run_dir>/eval)")

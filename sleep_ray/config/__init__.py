@@ -259,6 +259,7 @@ class GateConfig:
     rehearsal_questions: int = spec(64, lo=1, help="questions about old knowledge for the retention check")
     min_gain: float = spec(0.05, lo=-1.0, hi=1.0, help="closed-book agreement gain on the memories' questions")
     min_retention: float = spec(0.85, lo=0.0, hi=1.0, help="agreement with the serving model on old knowledge")
+    min_reading: float = spec(0.8, lo=0.0, hi=1.0, help="in-context agreement with the serving model on the memories")
     seed: int = 12345
 
 

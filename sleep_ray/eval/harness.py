@@ -99,18 +99,23 @@ def accuracy(
 
 
 @torch.no_grad()
-def heldout_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, world: World) -> float:
-    """Token-level perplexity on the world's `use="heldout"` documents (NaN when there are none)."""
+def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> float:
+    """Token-level perplexity of `model` on `texts`, each truncated to the window (NaN for no tokens)."""
     nll, n = 0.0, 0
-    for d in world.documents:
-        if d.use != "heldout":
-            continue
-        ids = tokenizer(d.text, return_tensors="pt", truncation=True, max_length=model.config.max_position_embeddings)
-        out = model(**ids, labels=ids["input_ids"])
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=model.config.max_position_embeddings)
         count = ids["input_ids"].shape[1] - 1
+        if count < 1:
+            continue
+        out = model(**ids, labels=ids["input_ids"])
         nll += out.loss.item() * count
         n += count
     return perplexity(nll, n)
+
+
+def heldout_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, world: World) -> float:
+    """Token-level perplexity on the world's `use="heldout"` documents (NaN when there are none)."""
+    return text_perplexity(model, tokenizer, [d.text for d in world.documents if d.use == "heldout"])
 
 
 def _mean(xs: list[float]) -> float:

@@ -79,6 +79,17 @@ def assert_sleep_record(out, steps: int = 4) -> None:
     assert record["prompts"]["rehearsal"] > 0 and record["weight_version"] == meta.version
     assert not out.with_name(out.name + ".tmp").exists() and not out.with_name(out.name + ".work").exists()
     assert (out.with_name(out.name + ".logs") / "metrics.jsonl").is_file()
+    g = record["grounding"]  # what the teacher wrote, checked against the memories, with examples
+    assert g["counts"]["question"]["written"] >= record["prompts"]["question"] > 0
+    assert g["counts"]["question"]["dropped"] == g["counts"]["question"]["written"] - record["prompts"]["question"]
+    assert record["written"] and all(row["teacher_answers"] for row in record["written"])
+    from rich.console import Console
+
+    from sleep_ray.sleep.night_report import night_report
+
+    console = Console(record=True, width=200)
+    console.print(night_report(record))
+    assert "grounded share" in console.export_text()
 
 
 # The two-worker Ray Train sleep runs as a `ray job submit` job (tests/ray/test_job_submit.py), which checks its

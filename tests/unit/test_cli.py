@@ -103,3 +103,15 @@ def test_sleep_with_an_unknown_stage_or_dreaming_without_a_seeded_model_fails_wi
 def test_bench_with_an_unknown_part_fails_with_exit_code_2(capsys, tmp_path):
     assert main(["bench", "system", "--parts", "rollout,warp", f"run_dir={tmp_path}"]) == 2
     assert "--parts: unknown part(s) ['warp']" in capsys.readouterr().out
+
+
+def test_world_writes_a_test_day_stream_and_night_needs_a_sleep_record(tmp_path, capsys):
+    from sleep_ray.data.schema import read_stream
+
+    out = tmp_path / "day"
+    args = ["world", f"run_dir={tmp_path}", "data.world.num_reading_docs=0", "--test-day", "foreign"]
+    assert main([*args, "--day-seed", "2", "--people", "3", "--out", str(out)]) == 0
+    day = read_stream(out / "stream.jsonl")
+    assert len(day) == 3 and all(m.kind == "document" and m.probes for m in day)
+    assert main(["night", str(tmp_path)]) == 2
+    assert "no sleep record" in capsys.readouterr().out

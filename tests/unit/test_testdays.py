@@ -22,7 +22,9 @@ def _names(day):
 
 def test_deterministic_and_seeds_apart():
     assert generate_test_day(CFG, seed=1, style="foreign") == generate_test_day(CFG, seed=1, style="foreign")
-    assert _names(generate_test_day(CFG, seed=1, style="foreign")).isdisjoint(_names(generate_test_day(CFG, seed=2, style="foreign")))
+    assert _names(generate_test_day(CFG, seed=1, style="foreign")).isdisjoint(
+        _names(generate_test_day(CFG, seed=2, style="foreign"))
+    )
     assert set(DEV_SEEDS).isdisjoint(FINAL_SEEDS)
     with pytest.raises(ValueError, match="style"):
         generate_test_day(CFG, seed=1, style="klingon")

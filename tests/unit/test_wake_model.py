@@ -58,5 +58,7 @@ def test_gate_rule_on_numbers():
     assert not low.passed and "gate.min_gain" in low.reason
     forgot = decide(0.1, 0.9, 0.5, cfg)
     assert not forgot.passed and "gate.min_retention" in forgot.reason
+    unread = decide(0.1, 0.9, 0.95, GateConfig(min_gain=0.1, min_retention=0.9, min_reading=0.8), reading=0.7)
+    assert not unread.passed and "gate.min_reading" in unread.reason and unread.metrics["reading"] == 0.7
     assert agreement([" Miravel.\nQuestion", "Oslo"], ["miravel", "Paris"]) == 0.5
     assert agreement([], []) == 0.0
