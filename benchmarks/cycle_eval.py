@@ -4,13 +4,16 @@ teacher's upper bound), base-knowledge accuracy (for retention), and how updated
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from sleep_ray.config import Config
-from sleep_ray.data.world import World
+from sleep_ray.data.schema import World
+from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, generate_test_day
+from sleep_ray.data.world import generate_world
 from sleep_ray.eval.harness import accuracy, answer, heldout_perplexity, items
 from sleep_ray.eval.metrics import exact_match
 from sleep_ray.models.build import load_pretrained
@@ -66,3 +69,22 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=1))
+
+
+def add_day_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--day cycle1|world|foreign` and its seed: which day a night benchmark sleeps on."""
+    parser.add_argument("--day", choices=("cycle1", "world", "foreign"), default="cycle1", help="cycle1: the world's")
+    parser.add_argument("--day-seed", type=int, default=DEV_SEEDS[0])
+    parser.add_argument("--day-people", type=int, default=24)
+    parser.add_argument("--final", action="store_true", help="allow the test days' final seeds (report only)")
+
+
+def load_day(cfg: Config, args: argparse.Namespace) -> tuple[World, str]:
+    """The world with the chosen day as its cycle 1 (a test day replaces the stream), and the day's label."""
+    world = generate_world(cfg.data.world)
+    if args.day == "cycle1":
+        return world, "cycle1"
+    if args.day_seed in FINAL_SEEDS and not args.final:
+        raise SystemExit(f"seed {args.day_seed} is a final test-day seed: pass --final, and tune nothing on it")
+    day = generate_test_day(cfg.data.world, seed=args.day_seed, style=args.day, people=args.day_people)
+    return World(world.documents, tuple(day)), f"{args.day}:{args.day_seed}:{args.day_people}"

@@ -27,12 +27,9 @@ import ray
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle_eval import CycleEval, append_row  # noqa: E402
+from cycle_eval import CycleEval, add_day_arguments, append_row, load_day  # noqa: E402
 
 from sleep_ray.config import Config, load_config  # noqa: E402
-from sleep_ray.data.schema import World  # noqa: E402
-from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, generate_test_day  # noqa: E402
-from sleep_ray.data.world import generate_world  # noqa: E402
 from sleep_ray.dream.critic import TrialCritic  # noqa: E402
 from sleep_ray.dream.generator import DreamGenerator  # noqa: E402
 from sleep_ray.dream.run import growth_of, run_dreaming, write_probes  # noqa: E402
@@ -78,21 +75,13 @@ def main() -> None:
     parser.add_argument("--seeded", help="a stage-1 output of the same cycle to start from (copied)")
     parser.add_argument("--scaling", action="store_true", help="measure trials/min with 1 and 2 workers only")
     parser.add_argument("--scaling-dreams", type=int, default=48)
-    parser.add_argument("--day", choices=("cycle1", "world", "foreign"), default="cycle1", help="cycle1: the world's")
-    parser.add_argument("--day-seed", type=int, default=DEV_SEEDS[0])
-    parser.add_argument("--day-people", type=int, default=24)
-    parser.add_argument("--final", action="store_true", help="allow the test days' final seeds (report only)")
+    add_day_arguments(parser)
     parser.add_argument("--out", help="also write the row to this JSON file")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(args.config, [f"run_dir=runs/bench/dream_{args.tag}", *args.overrides])
     torch.set_num_threads(2)
-    world = generate_world(cfg.data.world)
-    if args.day != "cycle1":
-        if args.day_seed in FINAL_SEEDS and not args.final:
-            raise SystemExit(f"seed {args.day_seed} is a final test-day seed: pass --final, and tune nothing on it")
-        day = generate_test_day(cfg.data.world, seed=args.day_seed, style=args.day, people=args.day_people)
-        world = World(world.documents, tuple(day))
+    world, day = load_day(cfg, args)
     memories = [m for m in world.stream if m.cycle == 1]
     ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
     if args.scaling:
@@ -119,7 +108,7 @@ def main() -> None:
         dr = result.record["dreaming"]
         row = {
             "tag": args.tag,
-            "day": args.day if args.day == "cycle1" else f"{args.day}:{args.day_seed}:{args.day_people}",
+            "day": day,
             "overrides": args.overrides,
             "seeded_from": args.seeded,
             "probes": ev.counts(),

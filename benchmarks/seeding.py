@@ -6,6 +6,7 @@ in-context accuracy (the upper bound), and base-knowledge retention on every bas
     .venv/bin/python benchmarks/seeding.py --tag lambda0 sleep.seeding.lmbda=0
     .venv/bin/python benchmarks/seeding.py --tag alpha1  sleep.seeding.alpha=1
     .venv/bin/python benchmarks/seeding.py --tag nogrowth sleep.growth.enabled=false
+    .venv/bin/python benchmarks/seeding.py --tag t_foreign --day foreign --day-seed 1   # a test day
 
 Each run appends one JSON line to runs/bench/seeding.jsonl and prints it.
 """
@@ -22,10 +23,9 @@ import ray
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle_eval import append_row  # noqa: E402
+from cycle_eval import add_day_arguments, append_row, load_day  # noqa: E402
 
 from sleep_ray.config import load_config
-from sleep_ray.data.world import generate_world
 from sleep_ray.eval.harness import accuracy, items
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.sleep.run import run_seeding
@@ -35,11 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tag", default="default")
     parser.add_argument("--config", default="examples/sleep_tiny.yaml")
+    add_day_arguments(parser)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(args.config, [f"run_dir=runs/bench/{args.tag}", *args.overrides])
     torch.set_num_threads(2)
-    world = generate_world(cfg.data.world)
+    world, day = load_day(cfg, args)
     memories = [m for m in world.stream if m.cycle == 1]
     probes = [it for it in items(world, ("eval",)) if it.cycle == "1"]
     by_kind = defaultdict(list)
@@ -68,6 +69,7 @@ def main() -> None:
     new = "new"
     row = {
         "tag": args.tag,
+        "day": day,
         "overrides": args.overrides,
         "memories": len(memories),
         "probes": {k: len(v) for k, v in by_kind.items()},
