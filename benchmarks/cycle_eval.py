@@ -12,7 +12,7 @@ from typing import Any
 
 from sleep_ray.config import Config
 from sleep_ray.data.schema import World
-from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, generate_test_day
+from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, generate_test_days
 from sleep_ray.data.world import generate_world
 from sleep_ray.eval.harness import accuracy, answer, heldout_perplexity, items
 from sleep_ray.eval.metrics import exact_match
@@ -86,5 +86,5 @@ def load_day(cfg: Config, args: argparse.Namespace) -> tuple[World, str]:
         return world, "cycle1"
     if args.day_seed in FINAL_SEEDS and not args.final:
         raise SystemExit(f"seed {args.day_seed} is a final test-day seed: pass --final, and tune nothing on it")
-    day = generate_test_day(cfg.data.world, seed=args.day_seed, style=args.day, people=args.day_people)
+    day = generate_test_days(cfg.data.world, seed=args.day_seed, style=args.day, people=args.day_people)
     return World(world.documents, tuple(day)), f"{args.day}:{args.day_seed}:{args.day_people}"

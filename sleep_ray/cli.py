@@ -50,13 +50,15 @@ def _world(cfg: Config):
 def cmd_world(cfg: Config, args: argparse.Namespace) -> int:
     if args.test_day:
         from sleep_ray.data.schema import write_stream
-        from sleep_ray.data.testdays import generate_test_day
+        from sleep_ray.data.testdays import generate_test_days
 
-        day = generate_test_day(cfg.data.world, seed=args.day_seed, style=args.test_day, people=args.people)
+        day = generate_test_days(
+            cfg.data.world, seed=args.day_seed, style=args.test_day, days=args.days, people=args.people
+        )
         out = Path(args.out or Path(cfg.run_dir) / f"testday-{args.test_day}-{args.day_seed}") / "stream.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         write_stream(out, day)
-        console.print(f"test day at {out}: {len(day)} memories (sleep-ray sleep --cycle 1 --memories {out})")
+        console.print(f"test days at {out}: {len(day)} memories (sleep-ray sleep --cycle 1 --memories {out})")
         return 0
     world, path = _world(cfg)
     probes = sum(len(d.probes) for d in world.documents) + sum(len(m.probes) for m in world.stream)
@@ -268,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "world":
             p.add_argument("--test-day", choices=("world", "foreign"), help="write a test day's stream instead")
             p.add_argument("--day-seed", type=int, default=1, help="the test day's seed (data.testdays: DEV_SEEDS)")
-            p.add_argument("--people", type=int, default=24, help="new people on the test day")
+            p.add_argument("--people", type=int, default=24, help="new people on each test day")
+            p.add_argument("--days", type=int, default=1, help="test days (stream cycles 1..days)")
             p.add_argument("--out", help="test day: output directory (default: <run_dir>/testday-STYLE-SEED)")
         if name == "night":
             p.add_argument("checkpoint", help="a slept checkpoint directory (holds sleep_record.json)")

@@ -34,6 +34,7 @@ from sleep_ray.bench import consolidation_report as report
 from sleep_ray.bench.methods import METHODS, Method, resolve_methods, sft_cycle
 from sleep_ray.config import Config, load_config
 from sleep_ray.data.schema import Memory, World, load_world
+from sleep_ray.data.testdays import generate_test_days
 from sleep_ray.data.world import generate_world
 from sleep_ray.eval.harness import evaluate
 from sleep_ray.models.build import count_parameters, load_pretrained
@@ -43,8 +44,14 @@ Metrics = dict[str, dict[str, float]]
 
 
 def bench_world(cfg: Config) -> World:
-    """The world named by `data.world_dir`, else the one `data.world` generates (what `sleep-ray world` writes)."""
-    return load_world(cfg.data.world_dir) if cfg.data.world_dir else generate_world(cfg.data.world)
+    """The world named by `data.world_dir`, else the one `data.world` generates (what `sleep-ray world` writes);
+    with `bench.consolidation.test_days`, its stream replaced by that many cycles of test days."""
+    world = load_world(cfg.data.world_dir) if cfg.data.world_dir else generate_world(cfg.data.world)
+    b = cfg.bench.consolidation
+    if not b.test_days:
+        return world
+    days = generate_test_days(cfg.data.world, seed=b.test_seed, style=b.test_days, days=b.cycles, people=b.test_people)
+    return World(world.documents, tuple(days))
 
 
 def cycle_memories(world: World, cycle: int) -> list[Memory]:

@@ -307,6 +307,9 @@ class ConsolidationBenchConfig:
     sft_lr: float = spec(3e-4, lo=0.0, help="full-model SFT learning rate (the base model's last pretraining lr)")
     sft_batch_size: int = spec(0, lo=0, help="packed rows per SFT step; 0 = sleep.seeding.batch_size")
     replay_fraction: float = spec(0.5, lo=0.0, hi=1.0, help="share of SFT+replay rows from earlier cycles' memories")
+    test_days: str = spec("", choices=("", "world", "foreign"), help="'' = the world's stream; else test days")
+    test_seed: int = spec(1, help="test days: the stream's seed (sleep_ray.data.testdays: DEV_SEEDS, FINAL_SEEDS)")
+    test_people: int = spec(24, lo=1, help="test days: new people a day")
 
 
 @dataclass

@@ -13,7 +13,8 @@ A day is a list of `Memory` records in the stream format of docs/FORMAT.md (kind
 "new" in both splits), so every tool that takes a stream takes it. Seeds are split in two: `DEV_SEEDS` may be
 looked at while developing; `FINAL_SEEDS` are for the reported figures only and must never be tuned on.
 
-    day = generate_test_day(world_cfg, seed=1, style="foreign", people=24)
+    day = generate_test_days(world_cfg, seed=1, style="foreign", people=24)          # one day: cycle 1
+    month = generate_test_days(world_cfg, seed=1, style="foreign", days=5, people=24)  # cycles 1..5
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ class _Names:
         raise RuntimeError("ran out of test-day names")
 
 
-def generate_test_day(world: WorldConfig, *, seed: int, style: str, people: int = 24, cycle: int = 1) -> list[Memory]:
-    """`people` one-person documents about fresh people whose facts take the world's values; deterministic in
-    (world, seed, style, people). Memories are numbered as cycle `cycle` of a stream."""
+def generate_test_days(world: WorldConfig, *, seed: int, style: str, days: int = 1, people: int = 24) -> list[Memory]:
+    """`days` days (cycles 1..days) of `people` one-person documents each, about fresh people whose facts take the
+    world's values; deterministic in (world, seed, style, people), and day k is the same whatever `days` is."""
     if style not in STYLES:
         raise ValueError(f"test-day style {style!r} is not one of {list(STYLES)}")
     base = _Generator(world)  # the world's cities and organisations (its own random state, untouched here)
@@ -129,20 +130,22 @@ def generate_test_day(world: WorldConfig, *, seed: int, style: str, people: int 
         "hobby": list(V.HOBBIES),
     }
     out = []
-    for i in range(1, people + 1):
-        full, first = names.person()
-        facts = {rel: rng.choice(values[rel]) for rel in PERSON_RELATIONS}
-        rels = list(PERSON_RELATIONS)
-        rng.shuffle(rels)
-        opener = rng.choice(_OPENERS)
-        said = [render(opener, name=full)] if opener else []
-        for j, rel in enumerate(rels):
-            who = full if j == 0 or rng.random() < 0.5 else first
-            said.append(render(rng.choice(SHAPES[rel].statements), name=who, value=facts[rel]))
-        probes = [
-            Probe(render(rng.choice(pool), name=full), facts[rel], "new", split, f"person:{full}:{rel}")
-            for rel in PERSON_RELATIONS
-            for split, pool in (("sleep", SHAPES[rel].probe_sleep), ("eval", SHAPES[rel].probe_eval))
-        ]
-        out.append(Memory(cycle, f"test-{style}-{seed}-{i:03d}", "document", " ".join(said), tuple(probes)))
+    for cycle in range(1, days + 1):
+        for i in range(1, people + 1):
+            full, first = names.person()
+            facts = {rel: rng.choice(values[rel]) for rel in PERSON_RELATIONS}
+            rels = list(PERSON_RELATIONS)
+            rng.shuffle(rels)
+            opener = rng.choice(_OPENERS)
+            said = [render(opener, name=full)] if opener else []
+            for j, rel in enumerate(rels):
+                who = full if j == 0 or rng.random() < 0.5 else first
+                said.append(render(rng.choice(SHAPES[rel].statements), name=who, value=facts[rel]))
+            probes = [
+                Probe(render(rng.choice(pool), name=full), facts[rel], "new", split, f"person:{full}:{rel}")
+                for rel in PERSON_RELATIONS
+                for split, pool in (("sleep", SHAPES[rel].probe_sleep), ("eval", SHAPES[rel].probe_eval))
+            ]
+            mid = f"test-{style}-{seed}-" + (f"{i:03d}" if cycle == 1 else f"d{cycle}-{i:03d}")
+            out.append(Memory(cycle, mid, "document", " ".join(said), tuple(probes)))
     return out

@@ -89,3 +89,22 @@ def test_cli_rejects_an_unknown_method_before_any_work(tmp_path, capsys):
 def test_too_many_cycles_fail_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match="bench.consolidation.cycles: the stream has no cycle 3"):
         run_consolidation(None, overrides(tmp_path, "bench.consolidation.cycles=3"))
+
+
+def test_test_days_replace_the_stream_one_day_per_cycle():
+    from sleep_ray.bench.consolidation import bench_world
+    from sleep_ray.config import load_config
+
+    cfg = load_config(
+        None,
+        [
+            "data.world.num_reading_docs=0",
+            "bench.consolidation.cycles=2",
+            "bench.consolidation.test_days=foreign",
+            "bench.consolidation.test_people=3",
+        ],
+    )
+    world = bench_world(cfg)
+    assert [m.cycle for m in world.stream] == [1, 1, 1, 2, 2, 2]
+    assert all(m.memory_id.startswith("test-foreign-1-") for m in world.stream)
+    assert any(d.use == "recall" for d in world.documents)  # base knowledge stays the world's

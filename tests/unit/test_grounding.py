@@ -96,10 +96,10 @@ def test_a_night_below_the_grounded_floor_fails_with_the_message():
 def test_the_teacher_trains_only_on_questions_that_name_their_memory():
     """Real tiny base model on a test day of unfamiliar names: what survives names the memory it is about."""
     from sleep_ray.config import WorldConfig
-    from sleep_ray.data.testdays import generate_test_day
+    from sleep_ray.data.testdays import generate_test_days
     from sleep_ray.sleep.teacher import TeacherSelf
 
-    day = generate_test_day(WorldConfig(), seed=1, style="foreign", people=4)
+    day = generate_test_days(WorldConfig(), seed=1, style="foreign", people=4)
     teacher = TeacherSelf(str(ROOT / "examples" / "tiny_base"), threads=1)
     items = teacher.write_questions(day, per_memory=4, seed=1)
     ledger = teacher.ledger()

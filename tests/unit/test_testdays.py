@@ -10,7 +10,7 @@ from sleep_ray.config import WorldConfig
 from sleep_ray.data import templates as T
 from sleep_ray.data import vocab as V
 from sleep_ray.data.schema import read_stream, write_stream
-from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, SHAPES, generate_test_day
+from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, SHAPES, generate_test_days
 from sleep_ray.data.world import generate_world
 
 CFG = WorldConfig(num_reading_docs=0)
@@ -21,17 +21,17 @@ def _names(day):
 
 
 def test_deterministic_and_seeds_apart():
-    assert generate_test_day(CFG, seed=1, style="foreign") == generate_test_day(CFG, seed=1, style="foreign")
-    assert _names(generate_test_day(CFG, seed=1, style="foreign")).isdisjoint(
-        _names(generate_test_day(CFG, seed=2, style="foreign"))
+    assert generate_test_days(CFG, seed=1, style="foreign") == generate_test_days(CFG, seed=1, style="foreign")
+    assert _names(generate_test_days(CFG, seed=1, style="foreign")).isdisjoint(
+        _names(generate_test_days(CFG, seed=2, style="foreign"))
     )
     assert set(DEV_SEEDS).isdisjoint(FINAL_SEEDS)
     with pytest.raises(ValueError, match="style"):
-        generate_test_day(CFG, seed=1, style="klingon")
+        generate_test_days(CFG, seed=1, style="klingon")
 
 
 def test_foreign_names_use_no_syllable_of_the_world():
-    day = generate_test_day(CFG, seed=1, style="foreign", people=24)
+    day = generate_test_days(CFG, seed=1, style="foreign", people=24)
     world_names = {x for d in generate_world(CFG).documents for x in re.findall(r"[A-Z][a-z]+", d.text)}
     inventory = re.compile(
         f"^(({'|'.join(V._ONSETS)})({'|'.join(V._VOWELS)})({'|'.join(c for c in V._CODAS if c)})?)+$"
@@ -49,13 +49,15 @@ def test_shapes_are_the_days_own_and_every_fact_is_stated_and_asked():
     for shapes in SHAPES.values():
         assert world_shapes.isdisjoint((*shapes.statements, *shapes.probe_sleep, *shapes.probe_eval))
         assert set(shapes.probe_sleep).isdisjoint(shapes.probe_eval)
-    day = generate_test_day(CFG, seed=2, style="world", people=6)
+    day = generate_test_days(CFG, seed=2, style="world", people=6)
     for m in day:
         assert {p.split for p in m.probes} == {"sleep", "eval"} and all(p.kind == "new" for p in m.probes)
         assert all(p.answer in m.text and p.question not in m.text for p in m.probes)
 
 
-def test_a_day_is_a_stream_file(tmp_path):
-    day = generate_test_day(CFG, seed=3, style="foreign", people=5, cycle=2)
-    write_stream(tmp_path / "stream.jsonl", day)
-    assert read_stream(tmp_path / "stream.jsonl") == day and {m.cycle for m in day} == {2}
+def test_days_are_a_stream_file_and_day_one_does_not_depend_on_how_many_follow(tmp_path):
+    days = generate_test_days(CFG, seed=3, style="foreign", people=5, days=2)
+    write_stream(tmp_path / "stream.jsonl", days)
+    assert read_stream(tmp_path / "stream.jsonl") == days and [m.cycle for m in days] == [1] * 5 + [2] * 5
+    assert days[:5] == generate_test_days(CFG, seed=3, style="foreign", people=5)
+    assert _names(days[:5]).isdisjoint(_names(days[5:]))
