@@ -58,6 +58,21 @@ class CycleEval:
             "perplexity": round(heldout_perplexity(model, tok, self.world), 3),
         }
 
+    def writing(self, checkpoint: str, memories: list[Any]) -> dict[str, float]:
+        """The other skill the next teacher needs: 4 questions written about each of `memories` (the next day's,
+        seed 1); the share that named the memory right as written, and the share grounded after repair."""
+        from sleep_ray.sleep.teacher import TeacherSelf
+
+        writer = TeacherSelf(checkpoint, threads=0)
+        writer.write_questions(memories, per_memory=4, seed=1)
+        c = writer.ledger().counts.get("question", {"written": 0, "kept": 0, "repaired": 0})
+        n = max(1, c["written"])
+        return {
+            "written": c["written"],
+            "named_right": round(c["kept"] / n, 3),
+            "grounded": round((c["kept"] + c["repaired"]) / n, 3),
+        }
+
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.by_kind.items()}
 
@@ -80,11 +95,12 @@ def add_day_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_day(cfg: Config, args: argparse.Namespace) -> tuple[World, str]:
-    """The world with the chosen day as its cycle 1 (a test day replaces the stream), and the day's label."""
+    """The world with the chosen day as its cycle 1 (test days replace the stream: the day and the one after it,
+    cycle 2, which only the next-teacher checks read), and the day's label."""
     world = generate_world(cfg.data.world)
     if args.day == "cycle1":
         return world, "cycle1"
     if args.day_seed in FINAL_SEEDS and not args.final:
         raise SystemExit(f"seed {args.day_seed} is a final test-day seed: pass --final, and tune nothing on it")
-    day = generate_test_days(cfg.data.world, seed=args.day_seed, style=args.day, people=args.day_people)
+    day = generate_test_days(cfg.data.world, seed=args.day_seed, style=args.day, days=2, people=args.day_people)
     return World(world.documents, tuple(day)), f"{args.day}:{args.day_seed}:{args.day_people}"

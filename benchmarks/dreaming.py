@@ -125,6 +125,10 @@ def main() -> None:
                 "full": round(after["base"] / before["base"], 3),
             },
             "reading": {"before": read_before, "after": read_after},
+            "question_writing": {
+                "before": ev.writing(cfg.model.path, memories),
+                "after": ev.writing(str(out), memories),
+            },
             "reading_kept": round(read_after["new_in_context"] / max(1e-9, read_before["new_in_context"]), 3),
             "steps": {"seeding": result.record["steps"], "rehearsal": dr["rehearsal_steps"]},
             "grounding": {
