@@ -83,6 +83,7 @@ def main() -> None:
     torch.set_num_threads(2)
     world, day = load_day(cfg, args)
     memories = [m for m in world.stream if m.cycle == 1]
+    tomorrow = [m for m in world.stream if m.cycle == 2 and m.kind == "document"][:24]
     ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
     if args.scaling:
         if not args.seeded:
@@ -125,9 +126,9 @@ def main() -> None:
                 "full": round(after["base"] / before["base"], 3),
             },
             "reading": {"before": read_before, "after": read_after},
-            "question_writing": {
-                "before": ev.writing(cfg.model.path, memories),
-                "after": ev.writing(str(out), memories),
+            "question_writing_next_day": {
+                "before": ev.writing(cfg.model.path, tomorrow),
+                "after": ev.writing(str(out), tomorrow),
             },
             "reading_kept": round(read_after["new_in_context"] / max(1e-9, read_before["new_in_context"]), 3),
             "steps": {"seeding": result.record["steps"], "rehearsal": dr["rehearsal_steps"]},
