@@ -32,7 +32,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
-_SENTENCE_START = re.compile(r"(^|[.!?:\n]\s*)$")
+_SENTENCE_START = re.compile(r"(^|[.!?:\n])\s*$")
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,13 @@ class Grounded:
 
 
 def known_words(tokenizer: Any) -> Callable[[str], bool]:
-    """Whether a lowercase word is an ordinary word to this tokenizer: one token, with or without a leading space."""
+    """Whether a word is an ordinary word to this tokenizer: one token, with or without a leading space, as
+    written or in lowercase."""
 
     @lru_cache(maxsize=65536)
     def known(word: str) -> bool:
-        return any(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in (" " + word, word))
+        forms = {f for w in (word, word.lower()) for f in (" " + w, w)}
+        return any(len(tokenizer(f, add_special_tokens=False)["input_ids"]) == 1 for f in forms)
 
     return known
 
@@ -66,7 +68,7 @@ def names(text: str, known: Callable[[str], bool]) -> list[tuple[int, int, str]]
 
     def close() -> None:
         a, b, w = run[0] if run else (0, 0, "")
-        ordinary = len(run) == 1 and bool(_SENTENCE_START.search(text[:a])) and known(w.lower())
+        ordinary = len(run) == 1 and bool(_SENTENCE_START.search(text[:a])) and known(w)
         if run and not ordinary:  # a lone sentence-initial word the vocabulary knows ("Where") is no name
             out.append((a, run[-1][1], text[a : run[-1][1]]))
         run.clear()
@@ -116,6 +118,23 @@ def ground(
     if changes:
         return Grounded(fixed, "repaired", "; ".join(reversed(changes)))
     return Grounded(text, "kept")
+
+
+def ground_qa(text: str, memory: str, known: Callable[[str], bool], *, answer_mark: str) -> Grounded:
+    """A written question/answer pair (" <q><answer_mark> <a>..."): the question must name the memory (repaired
+    as in `ground`), the answer may only name what the memory holds (misspellings repaired)."""
+    head, sep, tail = text.partition(answer_mark)
+    q = ground(head, memory, known, require_name=True)
+    if q.text is None or not sep:
+        return q if q.text is None else Grounded(None, "dropped", "no answer")
+    line, nl, rest = tail.partition("\n")
+    a = ground(line, memory, known, subject=False)
+    if a.text is None:
+        return a
+    fixed = q.text + sep + a.text + nl + rest
+    if fixed == text:
+        return Grounded(text, "kept")
+    return Grounded(fixed, "repaired", "; ".join(r for r in (q.reason, a.reason) if r))
 
 
 @dataclass

@@ -16,6 +16,7 @@ Sampling goes through a rollout engine (sleep_ray.rollout.engine's interface), `
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 
 from sleep_ray.config import DreamingConfig
 from sleep_ray.data import prompts
-from sleep_ray.data.grounding import Ledger, ground, known_words
+from sleep_ray.data.grounding import Ledger, ground, ground_qa, known_words
 from sleep_ray.dream.lora import Adapter
 from sleep_ray.dream.records import DreamSample, parse_dream
 from sleep_ray.models.build import load_pretrained
@@ -88,8 +89,12 @@ class DreamGenerator:
         )
         out = []
         for (mid, c, kind, j), r in zip(asks, rollouts):
-            # only misspellings are repaired: a dream naming someone else is dropped (the filter has plenty)
-            verdict = ground(r.text, c, self.known, require_name=kind == "qa", subject=False)
+            if kind == "qa":
+                verdict = ground_qa(r.text, c, self.known, answer_mark=prompts.ANSWER)
+            else:
+                line, nl, rest = r.text.partition("\n")
+                verdict = ground(line, c, self.known)
+                verdict = replace(verdict, text=verdict.text + nl + rest) if verdict.text is not None else verdict
             self._ledger.add(f"dream_{kind}", r.text, verdict, memory_id=mid)
             if verdict.text is None:
                 continue

@@ -112,3 +112,15 @@ def test_the_teacher_trains_only_on_questions_that_name_their_memory():
         named = [n for _, _, n in names(question, teacher.known)]
         assert named and all(n in text[it.memory_id] for n in named), it.student
     assert teacher.ledger().counts == {}  # reading the ledger starts a fresh one
+
+
+def test_a_written_question_and_answer_are_grounded_each_by_its_rule(known):
+    from sleep_ray.data.grounding import ground_qa
+
+    g = ground_qa(" What is the trade of Kreti Lone?\nAnswer: painter\n", MEMORY, known, answer_mark="\nAnswer:")
+    assert (g.text, g.status) == (" What is the trade of Luran Kretre?\nAnswer: painter\n", "repaired")
+    g = ground_qa(" Where does Luran live?\nAnswer: Sheramor", MEMORY, known, answer_mark="\nAnswer:")
+    assert g.status == "kept"
+    g = ground_qa(" Where does Luran live?\nAnswer: Kubravel", MEMORY, known, answer_mark="\nAnswer:")
+    assert g.status == "dropped" and "Kubravel" in g.reason
+    assert ground_qa(" Where does Luran live?", MEMORY, known, answer_mark="\nAnswer:").reason == "no answer"
