@@ -26,7 +26,7 @@ from sleep_ray.config import WorldConfig
 from sleep_ray.data import vocab as V
 from sleep_ray.data.schema import Memory, Probe
 from sleep_ray.data.templates import PERSON_RELATIONS, render
-from sleep_ray.data.world import _Generator
+from sleep_ray.data.world import value_sets
 
 DEV_SEEDS = (1, 2, 3)  # look at these while building
 FINAL_SEEDS = (101, 102)  # reported figures only: never tune a default on them
@@ -118,17 +118,9 @@ def generate_test_days(world: WorldConfig, *, seed: int, style: str, days: int =
     world's values; deterministic in (world, seed, style, people), and day k is the same whatever `days` is."""
     if style not in STYLES:
         raise ValueError(f"test-day style {style!r} is not one of {list(STYLES)}")
-    base = _Generator(world)  # the world's cities and organisations (its own random state, untouched here)
-    taken = {e.name for e in base.base} | {e.name for e in base.cities} | {e.first for e in base.base}
+    values, taken = value_sets(world)
     rng = random.Random(f"testday:{seed}:{style}")
     names = _Names(rng, style, taken)
-    values = {
-        "born_in": [c.name for c in base.cities],
-        "lives_in": [c.name for c in base.cities],
-        "works_for": [o.name for o in base.orgs],
-        "job": list(V.JOBS),
-        "hobby": list(V.HOBBIES),
-    }
     out = []
     for cycle in range(1, days + 1):
         for i in range(1, people + 1):

@@ -351,6 +351,15 @@ class _Generator:
         return "update", text, probes
 
 
+def value_sets(cfg: WorldConfig) -> tuple[dict[str, list[str]], set[str]]:
+    """The closed value set of each person relation in the world `cfg` builds, and every name it gives a base
+    person or a city (what another generator of people for this world must draw from, and must not reuse)."""
+    gen = _Generator(cfg)
+    values = {rel: gen.values(rel) for rel in T.PERSON_RELATIONS}
+    taken = {e.name for e in gen.base} | {e.first for e in gen.base} | {e.name for e in gen.cities}
+    return values, taken
+
+
 def generate_world(cfg: WorldConfig) -> World:
     """Build the world described by `cfg`; the same cfg always gives the same world."""
     gen = _Generator(cfg)
