@@ -78,7 +78,7 @@ def summarize(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = ()) ->
 
 
 def verdict(result: dict[str, Any], method: str = "sleep", tolerance: float = 0.05) -> str:
-    """Issue 8's test in words: is `method` the best non-oracle method on mean closed-book accuracy, with base
+    """The benchmark's question in words: is `method` the best non-oracle method on mean closed-book accuracy, with base
     knowledge within `tolerance` of the base model?"""
     summary = result["summary"]
     if method not in summary:

@@ -14,7 +14,9 @@ trained on, such a question teaches facts about people who do not exist. Every t
   * `require_name`: a question must name something of the memory, or it is not about it.
 
 `Ledger` counts what was written, kept, repaired and dropped per kind, and keeps a few examples of each, so a
-night's record shows what the model taught itself. Pure functions and a plain record: no model is loaded here.
+night's record shows what the model taught itself; `check_grounding` fails a night whose grounded share of
+questions is below the floor (`sleep.grounding.min_share`). Pure functions and a plain record: no model is
+loaded here.
 
     known = known_words(tokenizer)
     g = ground("Where does Luran Kretron live?", memory_text, known, require_name=True)
@@ -177,3 +179,19 @@ class Ledger:
 
     def summary(self) -> dict[str, Any]:
         return {"counts": self.counts, "grounded_share": round(self.grounded_share(), 4), "samples": self.samples}
+
+
+class GroundingError(ValueError):
+    """Too little of what the teacher wrote about the memories was about them: the night does not train."""
+
+
+def check_grounding(ledger: Ledger, min_share: float, what: str) -> None:
+    """Raise GroundingError when the grounded share of the questions in `ledger` is below `min_share`."""
+    c = ledger.counts.get("question", {"written": 0})
+    share = ledger.grounded_share(("question",))
+    if c["written"] and share < min_share:
+        raise GroundingError(
+            f"{what}: only {share:.2f} of the {c['written']} questions the teacher wrote name what the memories "
+            f"hold (sleep.grounding.min_share={min_share:g}); the memories' names may be too unfamiliar to the "
+            "model: nothing was trained and serving is untouched"
+        )

@@ -28,7 +28,7 @@ from typing import Any
 import ray
 
 from sleep_ray.config import Config, ConfigError, SeedingConfig, to_yaml
-from sleep_ray.data.grounding import Ledger
+from sleep_ray.data.grounding import Ledger, check_grounding
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
@@ -49,22 +49,6 @@ RECORD_FILE = "sleep_record.json"
 class SleepResult:
     checkpoint: Path
     record: dict[str, Any]
-
-
-class GroundingError(ValueError):
-    """Too little of what the teacher wrote about the memories was about them: the night does not train."""
-
-
-def check_grounding(ledger: Ledger, min_share: float, what: str) -> None:
-    """Raise GroundingError when the grounded share of the questions in `ledger` is below `min_share`."""
-    c = ledger.counts.get("question", {"written": 0})
-    share = ledger.grounded_share(("question",))
-    if c["written"] and share < min_share:
-        raise GroundingError(
-            f"{what}: only {share:.2f} of the {c['written']} questions the teacher wrote name what the memories "
-            f"hold (sleep.grounding.min_share={min_share:g}); the memories' names may be too unfamiliar to the "
-            "model: nothing was trained and serving is untouched"
-        )
 
 
 def written_sample(items: list[Any], pool: list[list[Any]], n: int) -> list[dict[str, Any]]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from sleep_ray.data.grounding import Ledger, ground, known_words, names
-from sleep_ray.sleep.run import GroundingError, check_grounding
+from sleep_ray.data.grounding import GroundingError, Ledger, check_grounding, ground, known_words, names
 from tests.conftest import ROOT
 
 MEMORY = (
