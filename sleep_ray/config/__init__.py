@@ -41,6 +41,7 @@ __all__ = [  # what `from sleep_ray.config import ...` offers: these modules' na
     "EvalConfig",
     "GateConfig",
     "GroundingConfig",
+    "LifelongConfig",
     "GrowthConfig",
     "ModelConfig",
     "PLACEMENT_STRATEGIES",
@@ -153,12 +154,15 @@ class PretrainConfig:
 
 @dataclass
 class GrowthConfig:
-    """How the student-large grows: one new low-rank SwiGLU expert per sleep."""
+    """How the student-large grows: one new low-rank SwiGLU expert per sleep; compaction keeps the size bounded."""
 
     enabled: bool = spec(True, help="false: no new expert, every parameter trains (the 'growth off' ablation)")
     d_low: int = spec(128, lo=1, help="new hidden units per grown MLP")
     layers: list[int] = spec([], help="layers that grow; empty = all")
-    max_experts: int = spec(8, lo=1, help="cap on the number of sleeps that may grow the model")
+    max_size: float = spec(2.0, lo=1.0, help="parameters at most this many times the anchor's; a night compacts first")
+    compact_units: int = spec(256, lo=1, help="grown hidden units per MLP a compaction keeps")
+    compact_steps: int = spec(200, lo=0, help="distillation steps of the kept units toward the uncompacted model")
+    compact_lr: float = spec(1e-3, lo=0.0)
 
 
 @dataclass
@@ -241,7 +245,17 @@ class GroundingConfig:
 
 
 @dataclass
+class LifelongConfig:
+    """Night after night (sleep_ray/wake/night.py): what each night replays and what it is anchored to."""
+
+    replay_memories: int = spec(8, lo=0, help="earlier memories slept on again each night (returned ones first)")
+    anchor: str = spec("", help="the frozen model old knowledge is held to; '' = model.path (the original base)")
+    anchor_rehearsal: bool = spec(True, help="old-knowledge rehearsal answered by the anchor, latest memory in context")
+
+
+@dataclass
 class SleepConfig:
+    lifelong: LifelongConfig = field(default_factory=LifelongConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     seeding: SeedingConfig = field(default_factory=SeedingConfig)
@@ -258,8 +272,11 @@ class GateConfig:
     questions_per_memory: int = spec(4, lo=1, help="held-out questions the serving model writes per memory")
     rehearsal_questions: int = spec(64, lo=1, help="questions about old knowledge for the retention check")
     min_gain: float = spec(0.05, lo=-1.0, hi=1.0, help="closed-book agreement gain on the memories' questions")
-    min_retention: float = spec(0.85, lo=0.0, hi=1.0, help="agreement with the serving model on old knowledge")
+    min_retention: float = spec(0.85, lo=0.0, hi=1.0, help="agreement with the anchor's answers on old knowledge")
     min_reading: float = spec(0.8, lo=0.0, hi=1.0, help="in-context agreement with the serving model on the memories")
+    regression_memories: int = spec(64, lo=0, help="consolidated memories re-asked each night (least recently checked)")
+    memory_hold: float = spec(0.5, lo=0.0, hi=1.0, help="a memory is in the weights at this share of its probes")
+    min_regression: float = spec(0.8, lo=0.0, hi=1.0, help="share of re-asked memories that must still hold")
     seed: int = 12345
 
 
@@ -287,6 +304,8 @@ class ServeConfig:
     sleep_when_idle_s: float = spec(0.0, lo=0.0, help="start a sleep after this long without requests; 0 = off")
     sleep_dreaming: bool = spec(True, help="a scheduled sleep runs Dreaming after seeding (if sleep.dreaming.enabled)")
     scheduler_poll_s: float = spec(2.0, lo=0.1)
+    sleep_backoff_s: float = spec(60.0, lo=0.0, help="after a rejected or failed sleep, wait before the next trigger")
+    sleep_backoff_max_s: float = spec(3600.0, lo=0.0, help="the wait doubles per failure in a row, up to this")
     gate: GateConfig = field(default_factory=GateConfig)
 
 

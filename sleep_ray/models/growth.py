@@ -116,15 +116,10 @@ def grow(
     Chosen layers get random gate/up rows [d_low, d] (std = initializer_range) and zero down columns [d, d_low];
     other layers get all-zero new units (see the module docstring). The grown model's logits equal the
     original's. The random draw depends on (seed, experts_so_far), so successive sleeps of one run get
-    different experts. Raises ValueError when `experts_so_far >= cfg.max_experts`.
+    different experts. The size budget (`cfg.max_size`) is the night's to keep (`sleep_ray.models.compact`).
     """
     if experts_so_far < 0:
         raise ValueError(f"experts_so_far must be >= 0, got {experts_so_far}")
-    if experts_so_far >= cfg.max_experts:
-        raise ValueError(
-            f"the model already has {experts_so_far} grown experts; sleep.growth.max_experts={cfg.max_experts} "
-            "forbids another (raise sleep.growth.max_experts or stop growing)"
-        )
     if cfg.d_low < 1:
         raise ValueError(f"sleep.growth.d_low must be >= 1, got {cfg.d_low}")
     old_mlps = _mlps(model)
