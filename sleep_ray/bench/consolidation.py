@@ -4,13 +4,18 @@
     sleep-ray bench consolidation --config examples/bench_consolidation.yaml bench.consolidation.methods=[sft,sleep]
 
 Each method (bench/methods.py) consolidates cycles 1..K of the world's memory stream one after the other,
-starting from the same base model: cycle k trains the method's own model after cycle k-1. After every cycle
-the model is evaluated closed-book on every cycle's held-out probes and on base knowledge (eval/harness.py),
-which gives the (K+1) x K accuracy matrix of `continual_metrics` (row 0 = the base model). Everything lands
-under `<run_dir>/bench/consolidation/`:
+starting from the same base model: cycle k trains the method's own model after cycle k-1. Sleep-family methods
+live the endpoint's life (`bench/lifelong.py`): each cycle is one night of `sleep_ray.wake.night`, with replay,
+the anchor, the gate and the knowledge ledger, in the method's own store. After every cycle the model is
+evaluated on every cycle's held-out probes and on base knowledge (eval/harness.py), closed-book and in context,
+which gives the (K+1) x K accuracy matrix of `continual_metrics` (row 0 = the base model), and on what the
+endpoint would answer (`answerable`: memories in context through retrieval). Everything lands under
+`<run_dir>/bench/consolidation/`:
 
-    <method>/cycle-<k>/          the method's model after cycle k (a plain HF directory)
-    <method>/cycle-<k>.json      its wall time and trained parameters (written last: a cycle without it reruns)
+    <method>/cycle-<k>/          the model a night made (a plain HF directory; kept even when the gate refused it)
+    <method>/store/              a sleep-family method's store: memories, versions, knowledge ledger
+    <method>/cycle-<k>.json      its record: wall time, parameters, gate, memories in context (written last: a
+                                 cycle without it reruns)
     <method>/eval-<k>.json       its evaluation (cached: a rerun of the command only does what is missing)
     consolidation.json / .md     every figure, and the table with the verdict
     plot_accuracy.png, plot_forgetting.png
@@ -20,6 +25,7 @@ Interrupting the command loses at most the cycle in progress; rerunning it picks
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -31,13 +37,14 @@ from typing import Any
 import torch
 
 from sleep_ray.bench import consolidation_report as report
+from sleep_ray.bench.lifelong import answerable, night_cycle
 from sleep_ray.bench.methods import METHODS, Method, resolve_methods, sft_cycle
 from sleep_ray.config import Config, load_config
 from sleep_ray.data.schema import Memory, World, load_world
 from sleep_ray.data.testdays import generate_test_days
 from sleep_ray.data.world import generate_world
 from sleep_ray.eval.harness import evaluate
-from sleep_ray.models.build import count_parameters, load_pretrained
+from sleep_ray.models.build import load_pretrained
 
 log = logging.getLogger(__name__)
 Metrics = dict[str, dict[str, float]]
@@ -45,13 +52,21 @@ Metrics = dict[str, dict[str, float]]
 
 def bench_world(cfg: Config) -> World:
     """The world named by `data.world_dir`, else the one `data.world` generates (what `sleep-ray world` writes);
-    with `bench.consolidation.test_days`, its stream replaced by that many cycles of test days."""
+    with `bench.consolidation.test_days`, its stream replaced by that many cycles of test days. When the bench asks
+    for more cycles than the generated world has, the stream comes from the same world config with that many
+    cycles (its documents differ only in reading-practice demonstrations of the extra cycles' words, so the base
+    model keeps the documents it was trained on)."""
     world = load_world(cfg.data.world_dir) if cfg.data.world_dir else generate_world(cfg.data.world)
     b = cfg.bench.consolidation
-    if not b.test_days:
-        return world
-    days = generate_test_days(cfg.data.world, seed=b.test_seed, style=b.test_days, days=b.cycles, people=b.test_people)
-    return World(world.documents, tuple(days))
+    if b.test_days:
+        days = generate_test_days(
+            cfg.data.world, seed=b.test_seed, style=b.test_days, days=b.cycles, people=b.test_people
+        )
+        return World(world.documents, tuple(days))
+    if not cfg.data.world_dir and b.cycles > cfg.data.world.num_cycles:
+        longer = generate_world(dataclasses.replace(cfg.data.world, num_cycles=b.cycles))
+        return World(world.documents, longer.stream)
+    return world
 
 
 def cycle_memories(world: World, cycle: int) -> list[Memory]:
@@ -73,33 +88,23 @@ def evaluated(checkpoint: str | Path, world: World, cfg: Config, cache: Path, *,
     return metrics
 
 
-def _params(path: str | Path) -> int:
-    return count_parameters(load_pretrained(path)[0])
-
-
 def _train_cycle(
-    name: str, method: Method, cfg: Config, world: World, previous: str, out: Path, cycle: int
+    name: str, method: Method, cfg: Config, world: World, previous: str, root: Path, cycle: int
 ) -> dict[str, Any]:
-    """Train one cycle of a method into `out`; returns its record (wall time, trained parameters)."""
-    memories = cycle_memories(world, cycle)
+    """Train one cycle of a method under `root`; returns its record (wall time, trained parameters, the model)."""
     t0 = time.time()
     if method.kind == "sft":
         earlier = [m for m in world.stream if m.cycle < cycle] if method.replay else []
-        trained = sft_cycle(cfg, previous, memories, out, cycle, earlier)
-        stages = ["sft"]
-    else:
-        from sleep_ray.sleep.run import run_seeding
-
-        run_seeding(cfg, checkpoint=previous, memories=memories, out_dir=out, cycle=cycle)
-        stages = ["seeding"]
-        if cfg.sleep.dreaming.enabled:
-            from sleep_ray.dream.run import run_dreaming
-
-            run_dreaming(cfg, parent=previous, seeded=out, memories=memories, out_dir=out, cycle=cycle)
-            stages.append("dreaming")
-        total = _params(out)
-        trained = total - _params(previous) if cfg.sleep.growth.enabled else total
-    return {"method": name, "cycle": cycle, "stages": stages, "wall_s": round(time.time() - t0, 1), "trained": trained}
+        out = root / f"cycle-{cycle}"
+        total = sft_cycle(cfg, previous, cycle_memories(world, cycle), out, cycle, earlier)
+        wall = round(time.time() - t0, 1)
+        return {"method": name, "cycle": cycle, "checkpoint": str(out), "parameters": total, "trained": total,
+                "in_context": [], "wall_s": wall}  # fmt: skip
+    record = night_cycle(cfg, world, cfg.model.path, root, cycle)
+    conf = load_pretrained(record["checkpoint"])[0].config
+    expert = 3 * int(conf.hidden_size) * cfg.sleep.growth.d_low * int(conf.num_hidden_layers)
+    trained = expert if cfg.sleep.growth.enabled else int(record["parameters"])
+    return {**record, "method": name, "cycle": cycle, "trained": trained}
 
 
 def run_method(
@@ -113,15 +118,21 @@ def run_method(
         return {"rows": [closed_base] + [row] * cycles, "cycles": [], "oracle": method.oracle}
     rows, records, previous = [closed_base], [], base
     for k in range(1, cycles + 1):
-        out, marker = root / name / f"cycle-{k}", root / name / f"cycle-{k}.json"
+        marker, cache = root / name / f"cycle-{k}.json", root / name / f"eval-{k}.json"
         if not marker.is_file():
-            shutil.rmtree(out, ignore_errors=True)  # a half-done cycle starts again
+            if method.kind == "sft":
+                shutil.rmtree(root / name / f"cycle-{k}", ignore_errors=True)  # a half-done cycle starts again
             log.info("bench consolidation: %s, cycle %d of %d", name, k, cycles)
-            marker.write_text(json.dumps(_train_cycle(name, method, cfg, world, previous, out, k)))
-            (root / name / f"eval-{k}.json").unlink(missing_ok=True)
-        records.append(json.loads(marker.read_text()))
-        rows.append(evaluated(out, world, cfg, root / name / f"eval-{k}.json"))
-        previous = str(out)
+            marker.write_text(json.dumps(_train_cycle(name, method, cfg, world, previous, root / name, k)))
+            cache.unlink(missing_ok=True)
+        record = json.loads(marker.read_text())
+        records.append(record)
+        if not cache.is_file():
+            row = evaluated(record["checkpoint"], world, cfg, cache, in_context=True)
+            row["answerable"] = answerable(record["checkpoint"], world, cfg, set(record["in_context"]), k)
+            cache.write_text(json.dumps(row))
+        rows.append(json.loads(cache.read_text()))
+        previous = record["checkpoint"]
     return {"rows": rows, "cycles": records, "oracle": method.oracle}
 
 
@@ -158,7 +169,8 @@ def run_consolidation(config: str | None, overrides: list[str]) -> dict[str, Any
     result = {
         "cycles": b.cycles,
         "methods": results,
-        "summary": {n: report.summarize(r["rows"], r["cycles"]) for n, r in results.items()},
+        "summary": {n: report.summarize(r["rows"], r["cycles"], base_metrics) for n, r in results.items()},
+        "per_cycle": {n: report.per_cycle(r["rows"], r["cycles"], base_metrics) for n, r in results.items()},
         "meta": {
             "config": config,
             "overrides": overrides,

@@ -45,8 +45,10 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(kept) / len(kept) if kept else NAN
 
 
-def summarize(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = ()) -> dict[str, float]:
-    """One method's headline figures after the last cycle K:
+def summarize(
+    rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = (), base: Metrics | None = None
+) -> dict[str, float]:
+    """One method's headline figures after the last cycle K (`base`: the base model's evaluation with context):
 
     mean_closed_book  mean over cycles j of closed-book accuracy on cycle j's probes after K (`acc_final`)
     acquisition       mean over j of accuracy on cycle j right after learning it (the matrix diagonal)
@@ -56,6 +58,13 @@ def summarize(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = ()) ->
     updated, stale    updated-fact probes answered with the new value / with the stale one (means over j)
     few_shot, long    closed-book accuracy on the demonstrated relation word / the long documents
     wall_s, trained   summed over the cycles: wall time, and parameters trained (largest of any cycle)
+    bwt_new           backward transfer on the new people's probes alone
+    retention         base knowledge after K as a share of the base model's
+    new_share         `new` as a share of the base model's in-context accuracy on the same probes (the teacher's)
+    answerable        what the endpoint answers (memories in context through retrieval, the rest closed-book),
+                      mean over the cycles; `ceiling`: the base model's in-context accuracy on those probes
+    reading           the model's in-context accuracy on the new people of every cycle (the next teacher's skill)
+    parameters        the model's parameters after K
     """
     cm = continual_metrics(accuracy_matrix(rows))
     last, k = rows[-1], len(rows) - 1
@@ -74,7 +83,33 @@ def summarize(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = ()) ->
         "long": _mean([_get(last, "long", c) for c in labels]),
         "wall_s": float(sum(c["wall_s"] for c in cycles)),
         "trained": float(max((c["trained"] for c in cycles), default=0)),
+        **_lifelong(rows, cycles, base or {}),
     }
+
+
+def _lifelong(rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]], base: Metrics) -> dict[str, float]:
+    last, k = rows[-1], len(rows) - 1
+    labels = [str(j) for j in range(1, k + 1)]
+    every = sorted({c for c in last.get("new_in_context", {}) if c != "base"}, key=int)
+    new = _mean([_get(last, "new", c) for c in labels])
+    teacher = _mean([_get(base, "new_in_context", c) for c in labels])
+    before = _get(rows[0], "closed_book", "base")
+    return {
+        "bwt_new": continual_metrics(accuracy_matrix(rows, "new"))["bwt"] if k else NAN,
+        "retention": _get(last, "closed_book", "base") / before if before else NAN,
+        "new_share": new / teacher if teacher else NAN,
+        "answerable": _mean([_get(last, "answerable", c) for c in labels]),
+        "ceiling": _mean([_get(base, "in_context", c) for c in labels]),
+        "reading": _mean([_get(last, "new_in_context", c) for c in every]),
+        "parameters": float(cycles[-1].get("parameters", NAN)) if cycles else NAN,
+    }
+
+
+def per_cycle(
+    rows: Sequence[Metrics], cycles: Sequence[dict[str, Any]] = (), base: Metrics | None = None
+) -> list[dict[str, float]]:
+    """`summarize` after each cycle k = 1..K (as if the stream ended there)."""
+    return [summarize(rows[: k + 1], cycles[:k], base) for k in range(1, len(rows))]
 
 
 def verdict(result: dict[str, Any], method: str = "sleep", tolerance: float = 0.05) -> str:
@@ -100,15 +135,18 @@ def verdict(result: dict[str, Any], method: str = "sleep", tolerance: float = 0.
 COLUMNS = [("mean_closed_book", "mean closed-book (all cycles, after K)"), ("acquisition", "right after its cycle"),
            ("bwt", "BWT"), ("new", "new facts"), ("base", "base knowledge"), ("base_delta", "vs base model"),
            ("updated", "updated: new value"), ("stale", "updated: stale value"), ("few_shot", "few-shot rule"),
-           ("long", "long docs"), ("wall_s", "wall s"), ("trained", "trained params")]  # fmt: skip
+           ("long", "long docs"), ("bwt_new", "BWT new people"), ("retention", "base retention"),
+           ("new_share", "new people / teacher"), ("answerable", "answerable"), ("ceiling", "in-context ceiling"),
+           ("reading", "reading"), ("parameters", "parameters"), ("wall_s", "wall s"),
+           ("trained", "trained params")]  # fmt: skip
 
 
 def _cell(key: str, v: float) -> str:
     if math.isnan(v):
         return "–"
-    if key in ("wall_s", "trained"):
+    if key in ("wall_s", "trained", "parameters"):
         return f"{v:,.0f}" if v else "0"
-    return f"{v:+.3f}" if key in ("bwt", "base_delta") else f"{v:.3f}"
+    return f"{v:+.3f}" if key in ("bwt", "base_delta", "bwt_new") else f"{v:.3f}"
 
 
 def table(result: dict[str, Any]) -> str:

@@ -7,7 +7,10 @@ Every method turns the model after cycle k-1 and cycle k's memories into the mod
     sft                 continual next-token fine-tuning of every weight on the cycle's memory text
     sft_replay          the same, with `replay_fraction` of each batch drawn from earlier cycles' memories
     distill_offpolicy   context distillation from teacher samples only (lambda 0, no imitation RL, no dreaming)
-    sleep               Knowledge Seeding + Dreaming with the config's settings
+    sleep               Knowledge Seeding + Dreaming with the config's settings, night after night as the endpoint
+                        lives them (replay, anchor, gate, knowledge ledger, compaction: sleep_ray/wake/night.py)
+    sleep_single_night  the same sleep with none of that: no replay, rehearsal held to the previous model, every
+                        night accepted and every memory taken as learnt (each night on its own)
     sleep_no_dreaming   ... without stage 2
     sleep_no_imitation  ... without the Learning-to-Imitate RL term (alpha 1)
     sleep_no_growth     ... without a new expert (every weight trains)
@@ -57,7 +60,21 @@ METHODS: dict[str, Method] = {
         ("sleep.seeding.lmbda=0", "sleep.seeding.alpha=1", "sleep.dreaming.enabled=false"),
         help="off-policy context distillation: teacher samples only, no imitation RL, no dreaming",
     ),
-    "sleep": Method("sleep", help="Knowledge Seeding + Dreaming"),
+    "sleep": Method("sleep", help="Knowledge Seeding + Dreaming, night after night"),
+    "sleep_single_night": Method(
+        "sleep",
+        (
+            "sleep.lifelong.replay_memories=0",
+            "sleep.lifelong.anchor_rehearsal=false",
+            "serve.gate.min_gain=-1",
+            "serve.gate.min_retention=0",
+            "serve.gate.min_reading=0",
+            "serve.gate.min_regression=0",
+            "serve.gate.memory_hold=0",
+            "sleep.growth.max_size=1000",
+        ),
+        help="Sleep without replay, anchor, gate or ledger: each night on its own",
+    ),
     "sleep_no_dreaming": Method("sleep", ("sleep.dreaming.enabled=false",), help="Sleep without Dreaming"),
     "sleep_no_imitation": Method("sleep", ("sleep.seeding.alpha=1",), help="Sleep without Learning-to-Imitate"),
     "sleep_no_growth": Method("sleep", ("sleep.growth.enabled=false",), help="Sleep without a new expert"),

@@ -23,6 +23,7 @@ import random
 import shutil
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ import ray
 from transformers import AutoTokenizer
 
 from sleep_ray.config import Config, ConfigError
-from sleep_ray.data import prompts
 from sleep_ray.data.grounding import Ledger
 from sleep_ray.data.schema import Memory
 from sleep_ray.dream.critic import TrialCritic
@@ -54,6 +54,7 @@ from sleep_ray.sleep.run import (
     export_checkpoint,
     init_ray,
     read_metrics,
+    rehearsal_anchor,
     train_student,
 )
 from sleep_ray.sleep.student import GROWTH_FILE, load_growth, save_growth
@@ -113,13 +114,20 @@ def plan_round(
 
 
 def _rehearsal_material(
-    cfg: Config, teacher: Any, tokenizer: Any, memories: list[Memory], winners: list[DreamSample], seed: int
+    cfg: Config,
+    teacher: Any,
+    tokenizer: Any,
+    memories: list[Memory],
+    winners: list[DreamSample],
+    seed: int,
+    recall: Sequence[Memory] = (),
 ) -> tuple[list[SeedPrompt], list[list[Rollout]]]:
     """Training items: each winning dream (the student reads its closed-book prompt, the teacher the memory and
     the same prompt; the dream's completion is the sequence scored), plus self-rehearsal with the teacher's own
     samples: `memory_questions` fresh questions about each of this sleep's memories (memory in the teacher's
     context), so what stage 1 stored is kept while the winners are learnt, and questions about old knowledge
-    (no memory), a `dreaming.rehearsal_fraction` share of everything."""
+    (no memory: the anchor answers, reading the latest of `recall` that names the same person), a
+    `dreaming.rehearsal_fraction` share of everything."""
     s, d, timeout = cfg.sleep.seeding, cfg.sleep.dreaming, cfg.resources.call_timeout_s
     items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
     # a dream's completion is the fixed sequence the teacher scores (a teacher rollout: never stale)
@@ -137,8 +145,8 @@ def _rehearsal_material(
         )
         extra += call(ref, timeout, "teacher-self write_prompts")
     n = round((len(items) + len(extra)) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))
-    qs = call(teacher.old_questions.remote(n, seed=seed, temperature=s.temperature), timeout, "old_questions")
-    extra += [SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal") for q in qs]
+    ref = teacher.rehearsal.remote(n, seed=seed, temperature=s.temperature, recall=list(recall))
+    extra += call(ref, timeout, "teacher-self rehearsal")
     k = s.teacher_samples
     ref = teacher.sample.remote(extra, n=k, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=seed)
     samples = call(ref, timeout, "teacher-self sample")
@@ -153,9 +161,10 @@ def run_dreaming(
     memories: list[Memory],
     out_dir: str | Path,
     cycle: int,
+    recall: Sequence[Memory] = (),
 ) -> SleepResult:
     """Dream about `memories` and rehearse the best dreams into `seeded` (stage 1's output, weight version kept);
-    the result replaces `out_dir`. See the module docstring."""
+    the result replaces `out_dir`; `recall` as for `run_seeding`. See the module docstring."""
     d, r = cfg.sleep.dreaming, cfg.resources
     if d.random_expert:
         raise ConfigError("sleep.dreaming.random_expert=true is not implemented; set it to false")
@@ -185,7 +194,9 @@ def run_dreaming(
     t0, times = time.time(), {}
     seed = cfg.seed + cycle
     threads = r.threads_per_process
-    teacher = role_actor(TeacherSelf, r.teacher).remote(parent, threads=threads, dtype=cfg.model.dtype)
+    teacher = role_actor(TeacherSelf, r.teacher).remote(
+        parent, threads=threads, dtype=cfg.model.dtype, anchor=rehearsal_anchor(cfg)
+    )
     gens = [
         role_actor(DreamGenerator, r.dream_generator).remote(
             seeded, d, threads=threads, seed=seed, engine=r.engine, engine_kwargs=engine_kwargs(cfg)
@@ -244,7 +255,7 @@ def run_dreaming(
 
         t = time.time()
         tokenizer = AutoTokenizer.from_pretrained(seeded, local_files_only=True)
-        items, sample_pool = _rehearsal_material(cfg, teacher, tokenizer, memories, winners, seed)
+        items, sample_pool = _rehearsal_material(cfg, teacher, tokenizer, memories, winners, seed, recall)
         steps = night_steps(
             len(contexts) if items else 0,
             per_window=d.rehearsal_steps_per_memory,

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,13 @@ def init_ray(cfg: Config) -> None:
             ray.init(num_cpus=cpus, num_gpus=gpus, log_to_driver=False, configure_logging=False)
 
 
+def rehearsal_anchor(cfg: Config) -> str:
+    """The model old-knowledge rehearsal is held to: `sleep.lifelong.anchor`, else the configured base model;
+    '' (the pre-sleep model itself) with `sleep.lifelong.anchor_rehearsal` off."""
+    life = cfg.sleep.lifelong
+    return (life.anchor or cfg.model.path) if life.anchor_rehearsal else ""
+
+
 def seeding_roles(cfg: Config) -> dict[str, int]:
     """The actors stage 1 starts, by role (what `check_resources` and the placement group count)."""
     r = cfg.resources
@@ -130,7 +138,7 @@ def engine_kwargs(cfg: Config) -> dict[str, Any]:
 
 
 def _material(
-    cfg: Config, teachers: list[Any], memories: list[Memory], cycle: int
+    cfg: Config, teachers: list[Any], memories: list[Memory], cycle: int, recall: Sequence[Memory]
 ) -> tuple[list[Any], list[Any], list[list[Any]], Ledger]:
     """The teacher-selves write the sleep's material, each a share of the memories: the distillation prompts
     (with self-rehearsal), the Learning-to-Imitate dreams, and `teacher_samples` continuations of every prompt
@@ -150,6 +158,7 @@ def _material(
             writing_per_memory=s.writing_per_memory,
             rehearsal_fraction=s.rehearsal_fraction,
             seed=sd,
+            recall=recall,
             **kw,
         )
         for t, m, sd in parts
@@ -241,9 +250,11 @@ def run_seeding(
     out_dir: str | Path,
     cycle: int,
     version: int | None = None,
+    recall: Sequence[Memory] = (),
 ) -> SleepResult:
     """Consolidate `memories` into a grown copy of `checkpoint`, written to `out_dir` with weight version `version`
-    (default: the parent's + 1). See the module docstring."""
+    (default: the parent's + 1); `recall`: stored memories old-knowledge rehearsal may read (oldest first). See
+    the module docstring."""
     if not memories:
         raise ValueError(f"cycle {cycle} has no memories to consolidate")
     s, r = cfg.sleep.seeding, cfg.resources
@@ -272,7 +283,7 @@ def run_seeding(
     place = Placement(r, roles)
     teachers = [
         role_actor(TeacherSelf, r.teacher, place.slot("teacher")).remote(
-            checkpoint, threads=r.threads_per_process, dtype=cfg.model.dtype
+            checkpoint, threads=r.threads_per_process, dtype=cfg.model.dtype, anchor=rehearsal_anchor(cfg)
         )
         for _ in range(r.teachers)
     ]
@@ -293,7 +304,7 @@ def run_seeding(
         s = dataclasses.replace(
             s, steps=night_steps(windows, per_window=s.steps_per_memory, floor=s.min_steps, cap=s.steps)
         )
-        items, dreams, pool, ledger = _material(cfg, teachers, memories, cycle)
+        items, dreams, pool, ledger = _material(cfg, teachers, memories, cycle, recall)
         times["material_s"] = time.time() - t
 
         t = time.time()

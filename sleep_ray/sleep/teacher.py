@@ -15,18 +15,25 @@ A long memory (longer than the window) is read one window at a time: each window
 Everything sampled is seeded, so a sleep is repeatable. Every question, restatement and answer written about a
 memory is grounded in it (`sleep_ray.data.grounding`): a name the memory does not hold is repaired or the text
 dropped; `ledger()` returns what was written, kept, repaired and dropped since the last call, with examples.
+
+Old knowledge is held to an *anchor* when one is given (the original base model): rehearsal questions are
+answered and scored by the anchor, not by the pre-sleep model, so drift cannot compound from night to night.
+A rehearsal question naming someone a stored memory (`recall`) names gets the latest such memory in the
+anchor's context, so an updated fact is rehearsed with its new value.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from transformers import PreTrainedModel
 
 from sleep_ray.data import prompts
 from sleep_ray.data.corpus import sentences
-from sleep_ray.data.grounding import Ledger, ground, known_words
+from sleep_ray.data.grounding import Ledger, ground, known_words, names
 from sleep_ray.data.schema import Memory
 from sleep_ray.data.windows import windows
 from sleep_ray.models.build import load_pretrained
@@ -49,10 +56,14 @@ def cut_sentence(sentence: str, rng: random.Random, min_prefix_words: int = 2) -
 class TeacherSelf:
     """The frozen pre-sleep model. Construct from a checkpoint directory; usable in-process or as an actor."""
 
-    def __init__(self, checkpoint: str, *, threads: int = 1, context_tokens: int = 0, dtype: str = "float32"):
+    def __init__(
+        self, checkpoint: str, *, threads: int = 1, context_tokens: int = 0, dtype: str = "float32", anchor: str = ""
+    ):
         if threads:
             torch.set_num_threads(threads)
         self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
+        same = not anchor or Path(anchor).resolve() == Path(checkpoint).resolve()
+        self.anchor = self.model if same else load_pretrained(anchor, dtype)[0]
         window = int(self.model.config.max_position_embeddings)
         self.context_tokens = context_tokens or max(32, window - 160)  # room for the question and the answer
         self.known = known_words(self.tokenizer)
@@ -91,8 +102,10 @@ class TeacherSelf:
         rehearsal_fraction: float,
         temperature: float,
         seed: int,
+        recall: Sequence[Memory] = (),
     ) -> list[SeedPrompt]:
-        """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share).
+        """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share;
+        `recall`: the stored memories a rehearsal question may be answered with, see `rehearsal`).
 
         Kinds (SeedPrompt): "question" (closed-book for the student), "prefix", "restatement"; "reading" (the
         first `reading_per_memory` questions of each memory, the student reading the memory too) and "writing"
@@ -126,9 +139,32 @@ class TeacherSelf:
         for c, d in self._restated_cuts(contexts, restatements_per_memory, temperature, seed + 3):
             items.append(SeedPrompt(d.prefix, prompts.restatement(c) + d.prefix, "restatement", d.memory_id))
         n_rehearsal = round(len(items) * rehearsal_fraction / max(1e-9, 1.0 - rehearsal_fraction))
-        for q in self.old_questions(n_rehearsal, seed=seed + 1, temperature=temperature):
-            items.append(SeedPrompt(prompts.closed_book(q), prompts.closed_book(q), "rehearsal"))
+        return items + self.rehearsal(n_rehearsal, seed=seed + 1, temperature=temperature, recall=recall)
+
+    def rehearsal(
+        self, n: int, *, seed: int, temperature: float = 1.0, recall: Sequence[Memory] = ()
+    ) -> list[SeedPrompt]:
+        """Self-rehearsal items (kind "rehearsal"): questions about old knowledge, closed-book for the student.
+        The anchor answers them: closed-book, or reading the latest of `recall` (in stored order) that names
+        someone the question names (its `memory_id` is then that memory's)."""
+        items = []
+        for q in self.old_questions(n, seed=seed, temperature=temperature):
+            hit = self._recall(q, recall)
+            teacher = prompts.closed_book(q) if hit is None else prompts.in_context(hit[1], q)
+            items.append(SeedPrompt(prompts.closed_book(q), teacher, "rehearsal", "" if hit is None else hit[0]))
         return items
+
+    def _recall(self, question: str, recall: Sequence[Memory]) -> tuple[str, str] | None:
+        """(memory_id, window) of the latest memory naming a name of `question`, or None."""
+        asked = {n for _, _, n in names(question, self.known)}
+        if not asked:
+            return None
+        for m in reversed(recall):
+            if asked & {n for _, _, n in names(m.text, self.known)}:
+                for mid, window in self.contexts([m]):
+                    if any(n in window for n in asked):
+                        return mid, window
+        return None
 
     def write_questions(
         self, memories: Sequence[Memory], *, per_memory: int, seed: int, temperature: float = 1.0, reading: int = 0
@@ -188,7 +224,20 @@ class TeacherSelf:
         answer naming what the memory does not hold is replaced by a grounded answer to the same question, when
         one of the `n` is."""
         texts = [it.teacher for it in items for _ in range(n)]
-        written = self._write(texts, seed, max_new_tokens, temperature)
+        written = [""] * len(texts)
+        for k, (model, index) in enumerate(self._by_model(items)):  # old knowledge is answered by the anchor
+            torch.manual_seed(seed + k)
+            out = complete(
+                model,
+                self.tokenizer,
+                [texts[i * n] for i in index for _ in range(n)],
+                max_new_tokens,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+            )
+            for pos, text in zip((i * n + r for i in index for r in range(n)), out):
+                written[pos] = text
         for i, it in enumerate(items):
             if it.kind not in ("question", "reading"):
                 continue
@@ -207,16 +256,29 @@ class TeacherSelf:
         raw = complete(self.model, self.tokenizer, list(texts), max_new_tokens)
         return [r.split("\n", 1)[0] for r in raw]
 
+    def _by_model(self, items: Sequence[SeedPrompt]) -> list[tuple[PreTrainedModel, list[int]]]:
+        """(model, item indices) groups: rehearsal items go to the anchor when there is one."""
+        if self.anchor is self.model:
+            return [(self.model, list(range(len(items))))]
+        own = [i for i, it in enumerate(items) if it.kind != "rehearsal"]
+        held = [i for i, it in enumerate(items) if it.kind == "rehearsal"]
+        return [(m, idx) for m, idx in ((self.model, own), (self.anchor, held)) if idx]
+
     @torch.no_grad()
     def score(
         self, items: Sequence[SeedPrompt], completions: Sequence[Sequence[int]], *, topk: int = 0
     ) -> list[TeacherLogits]:
         """The teacher's logits on each completion after the item's teacher prompt: [n, V], or top-K with ids."""
-        prompt_ids = [self.tokenizer(it.teacher)["input_ids"] for it in items]
-        logits, _, _ = completion_logits(self.model, prompt_ids, completions, pad_id=self.tokenizer.pad_token_id)
+        rows: list[torch.Tensor | None] = [None] * len(items)
+        for model, index in self._by_model(items):
+            prompt_ids = [self.tokenizer(items[i].teacher)["input_ids"] for i in index]
+            pad = self.tokenizer.pad_token_id
+            logits, _, _ = completion_logits(model, prompt_ids, [completions[i] for i in index], pad_id=pad)
+            for b, i in enumerate(index):
+                rows[i] = logits[b, : len(completions[i])].float().cpu()
         out = []
-        for b, c in enumerate(completions):
-            row = logits[b, : len(c)].float().cpu()
+        for row in rows:
+            assert row is not None
             if topk > 0:
                 top = row.topk(min(topk, row.shape[-1]), dim=-1)
                 out.append(TeacherLogits(top.values.numpy(), top.indices.numpy()))

@@ -6,12 +6,19 @@ sleep did not use (held out from the sleep's own prompts):
 - **learned**: questions about each consolidated memory; the reference answer is the serving model's answer
   with the memory in context. Score: closed-book agreement (normalised exact match) of the candidate, and of
   the serving model for comparison. The gain must reach `gate.min_gain`.
-- **kept**: questions about old knowledge written with no memory; the reference is the serving model's own
-  closed-book answer. The candidate must agree on at least `gate.min_retention` of them.
+- **kept**: questions about old knowledge written by the *anchor* (the original base model, or the serving model
+  when no anchor is given); the reference is the anchor's own closed-book answer. The candidate must agree on at
+  least `gate.min_retention` of them. The reference never moves, so drift cannot pass one night at a time.
 - **reads**: the learned-questions again, with the memory in context: the candidate must give the serving
   model's in-context answer on at least `gate.min_reading` of them, since the next night's teacher is this
-  model reading. Reported beside it: both models' perplexity on the old-knowledge questions and answers the
-  serving model wrote (old text the sleep never saw).
+  model reading. Reported beside it: both models' perplexity on the anchor's old-knowledge questions and
+  answers (old text the sleep never saw).
+- **still holds**: the regression probes of earlier nights' memories (`sleep_ray.wake.ledger`) are re-asked; a
+  memory holds when the candidate agrees on `gate.memory_hold` of its probes, and at least `gate.min_regression`
+  of the re-asked memories must hold.
+
+Besides the verdict, the result carries what the knowledge ledger needs: the new memories' probes (questions and
+in-context references) and, per memory (new and re-asked), the share of its probes the candidate got right.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from sleep_ray.eval.metrics import exact_match, first_answer
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
 from sleep_ray.sleep.teacher import TeacherSelf
+from sleep_ray.wake.ledger import Probe
 
 
 def agreement(answers: Sequence[str], references: Sequence[str]) -> float:
@@ -35,21 +43,40 @@ def agreement(answers: Sequence[str], references: Sequence[str]) -> float:
     return sum(exact_match(first_answer(a), first_answer(r)) for a, r in pairs) / len(pairs) if pairs else 0.0
 
 
+def per_memory(memory_ids: Sequence[str], answers: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """memory id -> `agreement` of its answers with their references (answers grouped by `memory_ids`)."""
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for mid, a, r in zip(memory_ids, answers, references):
+        groups.setdefault(mid, ([], []))[0].append(a)
+        groups[mid][1].append(r)
+    return {mid: agreement(a, r) for mid, (a, r) in groups.items()}
+
+
 @dataclass
 class GateResult:
     passed: bool
     reason: str
     metrics: dict[str, float] = field(default_factory=dict)
+    probes: list[Probe] = field(default_factory=list)  # the new memories' regression probes
+    held: dict[str, float] = field(default_factory=dict)  # memory id -> share of its probes the candidate kept
 
 
 def decide(
-    serving_new: float, candidate_new: float, retention: float, cfg: GateConfig, reading: float = 1.0
+    serving_new: float | None,
+    candidate_new: float,
+    retention: float,
+    cfg: GateConfig,
+    reading: float = 1.0,
+    regression: float | None = None,
 ) -> GateResult:
-    """The gate's rule on measured agreements (pure, so it is tested on numbers)."""
-    metrics = {"serving_new": serving_new, "candidate_new": candidate_new, "retention": retention, "reading": reading}
-    gain = candidate_new - serving_new
-    if gain < cfg.min_gain:
-        return GateResult(False, f"learned too little: gain {gain:.3f} < gate.min_gain {cfg.min_gain}", metrics)
+    """The gate's rule on measured agreements (pure, so it is tested on numbers). `serving_new` None: nothing
+    new was learned (a compaction), so there is no gain to check; `regression` None: nothing was re-asked."""
+    metrics = {"candidate_new": candidate_new, "retention": retention, "reading": reading}
+    if serving_new is not None:
+        metrics["serving_new"] = serving_new
+        gain = candidate_new - serving_new
+        if gain < cfg.min_gain:
+            return GateResult(False, f"learned too little: gain {gain:.3f} < gate.min_gain {cfg.min_gain}", metrics)
     if retention < cfg.min_retention:
         return GateResult(
             False, f"forgot too much: retention {retention:.3f} < gate.min_retention {cfg.min_retention}", metrics
@@ -58,33 +85,64 @@ def decide(
         return GateResult(
             False, f"reads worse: in-context agreement {reading:.3f} < gate.min_reading {cfg.min_reading}", metrics
         )
-    return GateResult(True, f"gain {gain:.3f}, retention {retention:.3f}, reading {reading:.3f}", metrics)
+    if regression is not None:
+        metrics["regression"] = regression
+        if regression < cfg.min_regression:
+            return GateResult(
+                False,
+                f"earlier memories lost: {regression:.3f} of them hold < gate.min_regression {cfg.min_regression}",
+                metrics,
+            )
+    gain_text = "" if serving_new is None else f"gain {candidate_new - serving_new:.3f}, "
+    held_text = "" if regression is None else f", earlier memories holding {regression:.3f}"
+    return GateResult(True, f"{gain_text}retention {retention:.3f}, reading {reading:.3f}{held_text}", metrics)
 
 
 def run_gate(
-    serving: str, candidate: str, memories: Sequence[Memory], cfg: GateConfig, max_new_tokens: int = 12
+    serving: str,
+    candidate: str,
+    memories: Sequence[Memory],
+    cfg: GateConfig,
+    max_new_tokens: int = 12,
+    *,
+    anchor: str = "",
+    regression: Sequence[Probe] = (),
 ) -> GateResult:
-    """Write the probes with the serving checkpoint, answer them with both, and `decide`."""
+    """Write the probes with the serving checkpoint (old-knowledge ones with `anchor`, default the serving one),
+    answer them with both, re-ask the `regression` probes, and `decide`. With no `memories`, only retention,
+    reading of nothing (1.0) and the regression probes are checked."""
     writer = TeacherSelf(serving, threads=0)
-    items = writer.write_questions(memories, per_memory=cfg.questions_per_memory, seed=cfg.seed)
-    rehearsal = [prompts.closed_book(q) for q in writer.old_questions(cfg.rehearsal_questions, seed=cfg.seed + 1)]
+    items = writer.write_questions(memories, per_memory=cfg.questions_per_memory, seed=cfg.seed) if memories else []
     old_model, tok = writer.model, writer.tokenizer
+    keeper = TeacherSelf(anchor, threads=0) if anchor else writer
+    rehearsal = [prompts.closed_book(q) for q in keeper.old_questions(cfg.rehearsal_questions, seed=cfg.seed + 1)]
 
     def answer(model: object, texts: list[str]) -> list[str]:
         return complete(model, tok, texts, max_new_tokens) if texts else []  # type: ignore[arg-type]
 
     refs = answer(old_model, [it.teacher for it in items])
     serving_new = agreement(answer(old_model, [it.student for it in items]), refs)
-    old_refs = answer(old_model, rehearsal)
+    old_refs = answer(keeper.model, rehearsal)
     new_model, _ = load_pretrained(candidate)
-    candidate_new = agreement(answer(new_model, [it.student for it in items]), refs)
+    new_answers = answer(new_model, [it.student for it in items])
+    candidate_new = agreement(new_answers, refs)
     retention = agreement(answer(new_model, rehearsal), old_refs)
-    reading = agreement(answer(new_model, [it.teacher for it in items]), refs)
-    result = decide(serving_new, candidate_new, retention, cfg, reading)
+    reading = agreement(answer(new_model, [it.teacher for it in items]), refs) if items else 1.0
+    held = per_memory([it.memory_id for it in items], new_answers, refs)
+    again = per_memory(
+        [p.memory_id for p in regression],
+        answer(new_model, [p.question for p in regression]),
+        [p.reference for p in regression],
+    )
+    holding = sum(share >= cfg.memory_hold for share in again.values()) / len(again) if again else None
+    result = decide(serving_new if items else None, candidate_new, retention, cfg, reading, holding)
+    result.probes = [Probe(it.memory_id, it.student, ref) for it, ref in zip(items, refs)]
+    result.held = {**again, **held}
     old_text = [f"{q} {a.split(chr(10), 1)[0]}" for q, a in zip(rehearsal, old_refs)]
     result.metrics.update(
         questions=len(items),
         rehearsal_questions=len(rehearsal),
+        regression_memories=len(again),
         perplexity_serving=round(text_perplexity(old_model, tok, old_text), 4),
         perplexity_candidate=round(text_perplexity(new_model, tok, old_text), 4),
     )

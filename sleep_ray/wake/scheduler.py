@@ -7,17 +7,27 @@ same `run_seeding` and (with `serve.sleep_dreaming`) `run_dreaming` as `sleep-ra
 actors and Ray Train workers take their own Ray resources), so the serving replicas keep answering throughout.
 Then:
 
-    sleep ok ─> eval gate ─ pass ─> new version recorded, swap (every replica), memories marked consumed: "swapped"
+    sleep ok ─> eval gate ─ pass ─> still serving the version it started from, no rollback since?
+                          │           ├ yes ─> new version recorded, swap (every replica),
+                          │           │        memories marked consumed:                             "swapped"
+                          │           └ no ──> result discarded, the rolled-back model stays:        "rejected"
                           └ fail ─> serving model untouched, memories stay in context:               "rejected"
     sleep raised ─────────────────> serving model untouched, error kept in the record:               "failed"
 
+After n "rejected" or "failed" sleeps in a row (the store's sleep list, so a restart keeps them) the triggers
+wait `serve.sleep_backoff_s * 2**(n-1)`, at most `serve.sleep_backoff_max_s`, from the end of the last one
+(`backoff_until()`); a "swapped" sleep ends the run, and `POST /v1/sleep` does not wait.
+
 `rollback()` swaps back to the previous version and returns the memories that version had consumed to context.
-Everything the scheduler decides is written to the `WakeStore` first, so a restarted endpoint knows it.
+It and the recording of a sleep's version (add, swap, activate, mark consumed) hold the same lock, so neither
+interleaves with the other. Everything the scheduler decides is written to the `WakeStore` first, so a
+restarted endpoint knows it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import traceback
@@ -26,30 +36,22 @@ from pathlib import Path
 from typing import Any
 
 from sleep_ray.config import Config
-from sleep_ray.data.schema import Memory
-from sleep_ray.models.checkpoint import read_meta
-from sleep_ray.wake.gate import run_gate
+from sleep_ray.wake.night import (
+    NightResult,
+    Sleep,
+    ensure_base_version,
+    night_info,
+    plan_night,
+    run_night,
+    sleep_stages,
+)
 from sleep_ray.wake.store import SleepRecord, StoredMemory, VersionRecord, WakeStore
 
+__all__ = ["NothingToSleepOnError", "SleepBusyError", "SleepScheduler", "ensure_base_version", "sleep_stages"]
+
 Swap = Callable[[str, int], None]  # (checkpoint, version) -> returns once every replica serves it
-# (cfg, serving checkpoint, memories, out_dir, version, on_stage) -> seconds slept, the slept checkpoint in out_dir
-Sleep = Callable[[Config, str, list[Memory], Path, int, Callable[[str], None]], float]
-
-
-def sleep_stages(
-    cfg: Config, parent: str, memories: list[Memory], out: Path, version: int, on_stage: Callable[[str], None]
-) -> float:
-    """The sleep itself: Knowledge Seeding, then (with `serve.sleep_dreaming`) Dreaming, into `out`."""
-    from sleep_ray.dream.run import run_dreaming
-    from sleep_ray.sleep.run import run_seeding
-
-    result = run_seeding(cfg, checkpoint=parent, memories=memories, out_dir=out, cycle=version, version=version)
-    seconds = float(result.record["timings"]["total_s"])
-    if cfg.serve.sleep_dreaming and cfg.sleep.dreaming.enabled:  # stage 2, the same version
-        on_stage("dreaming")
-        result = run_dreaming(cfg, parent=parent, seeded=out, memories=memories, out_dir=out, cycle=version)
-        seconds += float(result.record["dreaming"]["timings"]["total_s"])
-    return seconds
+BACKOFF_STATUSES = ("rejected", "failed")  # a run of these at the end of the sleep list makes the triggers wait
+log = logging.getLogger(__name__)
 
 
 class SleepBusyError(RuntimeError):
@@ -60,16 +62,6 @@ class NothingToSleepOnError(RuntimeError):
     """No unconsolidated memories."""
 
 
-def ensure_base_version(store: WakeStore, checkpoint: str) -> VersionRecord:
-    """On a fresh store, record the configured checkpoint as the first served version; return the active one."""
-    if store.active_version() is None:
-        v = read_meta(checkpoint).version
-        store.add_version(v, str(Path(checkpoint).resolve()), {"producer": "base"})
-        store.set_active(v)
-    active = store.active_version()
-    return next(r for r in store.versions() if r.version == active)
-
-
 class SleepScheduler:
     def __init__(self, cfg: Config, store: WakeStore, swap: Swap, sleep: Sleep = sleep_stages):
         self.cfg, self.store, self.swap, self.sleep = cfg, store, swap, sleep
@@ -77,6 +69,8 @@ class SleepScheduler:
         self.last_activity = time.time()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._rollbacks = 0  # rollback() calls so far: a sleep that saw one start after it began is discarded
+        self._backoff_logged: float | None = None
         for rec in store.list_sleeps():  # a sleep that was running when the endpoint died did not finish
             if rec.status in ("queued", "running", "gating"):
                 self._put(rec, "failed", error="the endpoint stopped during this sleep")
@@ -95,22 +89,44 @@ class SleepScheduler:
         if self.busy():
             return None
         n = self.store.count_unconsolidated()
+        reason: str | None = None
         if n and s.sleep_after_memories and n >= s.sleep_after_memories:
-            return self.start(f"{n} unconsolidated memories")
-        if n and s.sleep_when_idle_s and time.time() - self.last_activity >= s.sleep_when_idle_s:
-            return self.start(f"idle for {time.time() - self.last_activity:.0f} s")
-        return None
+            reason = f"{n} unconsolidated memories"
+        elif n and s.sleep_when_idle_s and time.time() - self.last_activity >= s.sleep_when_idle_s:
+            reason = f"idle for {time.time() - self.last_activity:.0f} s"
+        if reason is None:
+            return None
+        until = self.backoff_until()
+        if until is not None:
+            if until != self._backoff_logged:  # once per wait, not every poll
+                self._backoff_logged = until
+                log.info("sleep trigger (%s) waits until %.0f: the last sleeps were rejected or failed", reason, until)
+            return None
+        return self.start(reason)
+
+    def backoff_until(self) -> float | None:
+        """The unix time until which the triggers wait after rejected or failed sleeps in a row, or None."""
+        s = self.cfg.serve
+        sleeps = self.store.list_sleeps()
+        n = 0
+        while n < len(sleeps) and sleeps[-1 - n].status in BACKOFF_STATUSES:
+            n += 1
+        if not n or s.sleep_backoff_s <= 0:
+            return None
+        until = sleeps[-1].updated + min(s.sleep_backoff_s * 2.0 ** min(n - 1, 64), s.sleep_backoff_max_s)
+        return until if until > time.time() else None
 
     # ------------------------------------------------------------------------------------------------ sleep
 
     def start(self, reason: str) -> SleepRecord:
-        """Snapshot the unconsolidated memories and sleep on them in a background thread."""
+        """Plan the night's memories (`plan_night`: those in context, and a replay of earlier ones) and sleep on
+        them in a background thread."""
         with self._lock:
             if self.busy():
                 raise SleepBusyError("a sleep is already running")
-            memories = self.store.unconsolidated()
-            if not memories:
+            if not self.store.count_unconsolidated():
                 raise NothingToSleepOnError("no unconsolidated memories to sleep on")
+            memories = plan_night(self.store, self.cfg.sleep.lifelong.replay_memories)
             version = max(r.version for r in self.store.versions()) + 1
             sleep_id = f"sleep-{len(self.store.list_sleeps()) + 1:04d}"
             out = self._checkpoint(version)
@@ -118,7 +134,8 @@ class SleepScheduler:
             rec = SleepRecord(sleep_id, "queued", time.time(), time.time(), info)
             self.store.put_sleep(rec)
             self.store.export_stream(memories, self.root / "sleeps" / sleep_id / "memories.parquet", cycle=version)
-            self._thread = threading.Thread(target=self._run, args=(rec, memories, out), daemon=True)
+            args = (rec, memories, out, self._rollbacks)
+            self._thread = threading.Thread(target=self._run, args=args, daemon=True)
             self._thread.start()
             return rec
 
@@ -131,10 +148,9 @@ class SleepScheduler:
         self.store.put_sleep(new)
         return new
 
-    def _run(self, rec: SleepRecord, memories: list[StoredMemory], out: Path) -> None:
+    def _run(self, rec: SleepRecord, memories: list[StoredMemory], out: Path, rollbacks_at_start: int) -> None:
         version = int(rec.info["version"])
         serving = ensure_base_version(self.store, self.cfg.model.path)
-        mems = [Memory(version, m.memory_id, m.kind, m.text) for m in memories]
         try:
             rec = self._put(rec, "running", parent=serving.checkpoint, stage="seeding")
 
@@ -142,19 +158,31 @@ class SleepScheduler:
                 nonlocal rec
                 rec = self._put(rec, "running", stage=stage)
 
-            sleep_s = self.sleep(self.cfg, serving.checkpoint, mems, out, version, on_stage)
-            rec = self._put(rec, "gating", checkpoint=str(out), sleep_s=sleep_s)
-            gate = run_gate(serving.checkpoint, str(out), mems, self.cfg.serve.gate, self.cfg.eval.max_new_tokens)
-            if not gate.passed:
-                self._put(rec, "rejected", gate=gate.metrics, why=gate.reason)
-                return
-            self.store.add_version(version, str(out.resolve()), {"sleep_id": rec.sleep_id, "gate": gate.metrics})
-            self.swap(str(out.resolve()), version)
-            self.store.set_active(version)
-            self.store.mark_consumed([m.memory_id for m in memories], rec.sleep_id)
-            self._put(rec, "swapped", gate=gate.metrics, why=gate.reason)
+            def commit(v: int, checkpoint: str, finish: Callable[[], NightResult]) -> str | None:
+                with self._lock:  # a rollback waits for the swap, or the swap sees the rollback
+                    why = self._may_swap(serving.version, rollbacks_at_start)
+                    if why is None:
+                        self.store.add_version(v, checkpoint, {"sleep_id": rec.sleep_id})
+                        self.swap(checkpoint, v)
+                        self.store.set_active(v)
+                        self._put(rec, "swapped", checkpoint=checkpoint, **night_info(finish()))
+                    return why
+
+            night = run_night(
+                self.cfg, self.store, sleep_id=rec.sleep_id, version=version, serving=serving.checkpoint,
+                memories=memories, out=out, sleep=self.sleep, commit=commit, on_stage=on_stage,
+            )  # fmt: skip
+            if night.status != "swapped":
+                self._put(rec, "rejected", checkpoint=str(out), **night_info(night))
         except Exception as e:  # the serving model is untouched: say why, keep the memories in context
             self._put(rec, "failed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
+
+    def _may_swap(self, started_version: int, rollbacks_at_start: int) -> str | None:
+        """Why a sleep that started on `started_version` must not be served (None: it may). Under `_lock`."""
+        active = self.store.active_version()
+        if active != started_version or self._rollbacks != rollbacks_at_start:
+            return f"discarded: rolled back to version {active} while this sleep ran"
+        return None
 
     def status(self, sleep_id: str) -> SleepRecord | None:
         """The stored record, with live progress (steps done of steps) while it trains."""
@@ -182,6 +210,7 @@ class SleepScheduler:
             if not older:
                 raise NothingToSleepOnError(f"no version before {active} to roll back to")
             target = older[-1]
+            self._rollbacks += 1  # even if the swap fails: a running sleep began on a model being replaced
             self.swap(target.checkpoint, target.version)
             self.store.set_active(target.version)
             for rec in self.store.list_sleeps():

@@ -7,9 +7,15 @@ one node, the sleep scheduler) open the same file, `<directory>/wake.sqlite`; ev
 connection, so a `WakeStore` holds nothing but a path and may be shared across threads or pickled. Writers
 take the write lock at the start of their transaction (`BEGIN IMMEDIATE`) and wait up to 10 s for it.
 
-Three tables: `memories` (in arrival order, `seq`; `consumed_by` names the sleep that consolidated a memory),
-`sleeps` (one row per sleep and its status) and `versions` (checkpoints the sleeps produced, plus the one
-active version that Serve serves).
+Tables: `memories` (in arrival order, `seq`; `consumed_by` names the sleep that consolidated a memory),
+`sleeps` (one row per sleep and its status), `versions` (checkpoints the sleeps produced, plus the one active
+version that Serve serves), and the knowledge ledger: `probes` (per consolidated memory, the questions the gate
+wrote and the reference answers the serving model gave with the memory in context) and `knowledge` (how often
+a memory was slept on, when its probes were last asked and the share that held).
+
+A memory is always in one of two places. *In the weights*: `consumed_by` is set, because its probes held when
+last asked. *In context*: `consumed_by` is NULL (never consolidated, or its probes stopped holding), so wake
+retrieval reads it and the next sleep takes it again. `settle` moves memories between the two.
 """
 
 from __future__ import annotations
@@ -52,6 +58,20 @@ CREATE TABLE IF NOT EXISTS versions (
     checkpoint TEXT NOT NULL,
     created REAL NOT NULL,
     info TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probes (
+    memory_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    sleep_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS probes_memory ON probes (memory_id);
+CREATE TABLE IF NOT EXISTS knowledge (
+    memory_id TEXT PRIMARY KEY,
+    slept INTEGER NOT NULL DEFAULT 0,
+    last_slept REAL,
+    checked REAL,
+    held REAL
 );
 CREATE TABLE IF NOT EXISTS active (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -124,14 +144,15 @@ class WakeStore:
             conn.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the file for every later opener
         finally:
             conn.close()
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             for statement in _SCHEMA.split(";"):  # not executescript: it would commit the transaction first
                 if statement.strip():
                     tx.execute(statement)
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """A fresh connection running one transaction: committed on normal exit, rolled back on any error."""
+    def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """A fresh connection running one transaction: committed on normal exit, rolled back on any error
+        (also what `sleep_ray.wake.ledger` writes the knowledge ledger with)."""
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -174,7 +195,7 @@ class WakeStore:
             return []
         now = time.time()
         out: list[StoredMemory] = []
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             ids = [r[0] for r in rows]
             for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
                 chunk = ids[start : start + 500]
@@ -198,7 +219,7 @@ class WakeStore:
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must be >= 0, got offset={offset}, limit={limit}")
         where = {None: "", True: " WHERE consumed_by IS NOT NULL", False: " WHERE consumed_by IS NULL"}[consumed]
-        with self._transaction(write=False) as tx:  # one snapshot for the page and the count
+        with self.transaction(write=False) as tx:  # one snapshot for the page and the count
             rows = tx.execute(
                 f"SELECT {_MEMORY_COLUMNS} FROM memories{where} ORDER BY seq LIMIT ? OFFSET ?", (limit, offset)
             ).fetchall()
@@ -207,17 +228,17 @@ class WakeStore:
 
     def unconsolidated(self) -> list[StoredMemory]:
         """Every memory no sleep has consumed yet, in arrival order."""
-        with self._transaction(write=False) as tx:
+        with self.transaction(write=False) as tx:
             rows = tx.execute(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE consumed_by IS NULL ORDER BY seq")
             return [_memory(r) for r in rows.fetchall()]
 
     def count_unconsolidated(self) -> int:
-        with self._transaction(write=False) as tx:
+        with self.transaction(write=False) as tx:
             return int(tx.execute("SELECT COUNT(*) FROM memories WHERE consumed_by IS NULL").fetchone()[0])
 
     def mark_consumed(self, memory_ids: Sequence[str], sleep_id: str) -> None:
         """Record that sleep `sleep_id` consolidated these memories. Unknown ids raise ValueError, writing nothing."""
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             for memory_id in memory_ids:
                 cur = tx.execute("UPDATE memories SET consumed_by = ? WHERE memory_id = ?", (sleep_id, memory_id))
                 if cur.rowcount == 0:
@@ -225,8 +246,14 @@ class WakeStore:
 
     def unmark_consumed(self, sleep_id: str) -> int:
         """Give the memories that sleep `sleep_id` consumed back to the wake context; returns how many."""
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             return tx.execute("UPDATE memories SET consumed_by = NULL WHERE consumed_by = ?", (sleep_id,)).rowcount
+
+    def consolidated(self) -> list[StoredMemory]:
+        """Every memory held in the weights, in arrival order."""
+        with self.transaction(write=False) as tx:
+            rows = tx.execute(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE consumed_by IS NOT NULL ORDER BY seq")
+            return [_memory(r) for r in rows.fetchall()]
 
     @staticmethod
     def export_stream(memories: Sequence[StoredMemory], path: str | Path, cycle: int) -> Path:
@@ -239,7 +266,7 @@ class WakeStore:
 
     def put_sleep(self, rec: SleepRecord) -> None:
         """Insert a sleep, or replace the record with the same sleep_id (keeping its place in list_sleeps)."""
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             tx.execute(
                 "INSERT INTO sleeps (sleep_id, status, created, updated, info) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (sleep_id) DO UPDATE SET status = excluded.status, created = excluded.created, "
@@ -248,7 +275,7 @@ class WakeStore:
             )
 
     def get_sleep(self, sleep_id: str) -> SleepRecord | None:
-        with self._transaction(write=False) as tx:
+        with self.transaction(write=False) as tx:
             row = tx.execute(
                 "SELECT sleep_id, status, created, updated, info FROM sleeps WHERE sleep_id = ?", (sleep_id,)
             ).fetchone()
@@ -256,7 +283,7 @@ class WakeStore:
 
     def list_sleeps(self) -> list[SleepRecord]:
         """Every sleep, oldest first (by `created`, then by first insertion)."""
-        with self._transaction(write=False) as tx:
+        with self.transaction(write=False) as tx:
             rows = tx.execute("SELECT sleep_id, status, created, updated, info FROM sleeps ORDER BY created, rowid")
             return [_sleep(r) for r in rows.fetchall()]
 
@@ -265,7 +292,7 @@ class WakeStore:
     def add_version(self, version: int, checkpoint: str, info: dict[str, Any]) -> VersionRecord:
         """Record a new model version. A version number already recorded raises ValueError."""
         rec = VersionRecord(int(version), str(checkpoint), time.time(), dict(info))
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             if tx.execute("SELECT 1 FROM versions WHERE version = ?", (rec.version,)).fetchone() is not None:
                 raise ValueError(f"version {rec.version} is already recorded")
             tx.execute(
@@ -276,13 +303,13 @@ class WakeStore:
 
     def versions(self) -> list[VersionRecord]:
         """Every recorded version, ascending."""
-        with self._transaction(write=False) as tx:
+        with self.transaction(write=False) as tx:
             rows = tx.execute("SELECT version, checkpoint, created, info FROM versions ORDER BY version")
             return [_version(r) for r in rows.fetchall()]
 
     def set_active(self, version: int) -> None:
         """Make `version` the one Serve serves. It must have been recorded by add_version (else ValueError)."""
-        with self._transaction(write=True) as tx:
+        with self.transaction(write=True) as tx:
             if tx.execute("SELECT 1 FROM versions WHERE version = ?", (version,)).fetchone() is None:
                 raise ValueError(f"version {version} is not recorded")
             tx.execute(
@@ -293,6 +320,6 @@ class WakeStore:
 
     def active_version(self) -> int | None:
         """The version Serve serves, or None before any set_active."""
-        with self._transaction(write=False) as tx:
+        with self.transaction(write=False) as tx:
             row = tx.execute("SELECT version FROM active WHERE one = 1").fetchone()
         return None if row is None else int(row[0])

@@ -47,6 +47,7 @@ def endpoint(ray_cluster, tmp_path_factory):
         "serve.gate.min_retention=0",
         "serve.gate.questions_per_memory=1",
         "serve.gate.rehearsal_questions=8",
+        "serve.gate.memory_hold=0",  # a 4-step sleep stores little: count every memory as learnt
         *SMALL_SLEEP,
         *SMALL_DREAM,  # a scheduled sleep runs both stages; round 1 of Dreaming is planned by the RLlib policy
         "sleep.dreaming.curriculum=ppo",
@@ -227,17 +228,18 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
     sleep_id = r.json()["sleep_id"]
     busy = httpx.post(f"{url}/v1/sleep", json={}, headers=_admin(), timeout=60)
     assert busy.status_code == 409  # one sleep at a time
-    seen, deadline, status = set(), time.time() + 600, {}
+    seen, seen_stages, deadline, status = set(), set(), time.time() + 600, {}
     while time.time() < deadline:
         status = httpx.get(f"{url}/v1/sleep/{sleep_id}", headers=_admin(), timeout=60).json()
         seen.add(status["status"])
+        seen_stages.add(status["info"].get("stage", ""))
         v = httpx.post(f"{url}/v1/completions", json={"model": "sleep-ray", "prompt": "Question:", "max_tokens": 3})
         assert v.status_code == 200  # serving continues throughout
         if status["status"] in ("swapped", "rejected", "failed"):
             break
         time.sleep(1)
     assert status["status"] == "swapped", status
-    assert status["info"]["gate"]["questions"] >= 1 and status["info"]["stage"] == "dreaming"
+    assert status["info"]["gate"]["questions"] >= 1 and {"seeding", "dreaming", "gating"} & seen_stages
     out = Path(status["info"]["checkpoint"])
     record = json.loads((out / RECORD_FILE).read_text())
     dr = record["dreaming"]
@@ -317,7 +319,7 @@ def _scheduler(run_dir, extra, sleep=None):
     return SleepScheduler(cfg, store, lambda ckpt, v: swaps.append((ckpt, v)), sleep or sleep_stages), store, swaps
 
 
-def _learns_nothing(cfg, parent, memories, out, version, on_stage) -> float:
+def _learns_nothing(cfg, parent, memories, out, version, on_stage, recall=()) -> float:
     """A sleep whose model is the serving one, copied: the real gate must find no gain (the sleep itself is
     covered by the tests that run it; a full one here would cost two minutes to reach the same gate)."""
     import shutil

@@ -86,9 +86,22 @@ def test_cli_rejects_an_unknown_method_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "bench").exists()
 
 
-def test_too_many_cycles_fail_naming_the_key(tmp_path):
+def test_too_many_cycles_for_a_world_directory_fail_naming_the_key(tmp_path):
+    handmade = f"data.world_dir={ROOT / 'tests' / 'data' / 'handmade'}"
     with pytest.raises(ValueError, match="bench.consolidation.cycles: the stream has no cycle 3"):
-        run_consolidation(None, overrides(tmp_path, "bench.consolidation.cycles=3"))
+        run_consolidation(None, overrides(tmp_path, handmade, "bench.consolidation.cycles=3"))
+
+
+def test_more_cycles_than_the_world_has_extend_its_stream_and_keep_its_documents():
+    from sleep_ray.bench.consolidation import bench_world
+    from sleep_ray.config import load_config
+    from sleep_ray.data.schema import fingerprint
+    from sleep_ray.data.world import generate_world
+
+    cfg = load_config(None, [*SMALL_WORLD, "data.world.num_base_people=20", "bench.consolidation.cycles=4"])
+    world = bench_world(cfg)
+    assert sorted({m.cycle for m in world.stream}) == [1, 2, 3, 4]
+    assert fingerprint(world) == fingerprint(generate_world(cfg.data.world))  # the base model's world
 
 
 def test_test_days_replace_the_stream_one_day_per_cycle():
