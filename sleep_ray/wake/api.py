@@ -8,11 +8,14 @@ Limits that depend on the config (largest max_tokens, memories per call, memory 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sleep_ray.data.schema import MEMORY_KINDS
+from sleep_ray.wake.ledger import Knowledge
+from sleep_ray.wake.store import StoredMemory
 
 MemoryKind = Literal["document", "update", "dialogue", "demonstration", "long_document"]
 assert set(MemoryKind.__args__) == set(MEMORY_KINDS)  # type: ignore[attr-defined]
@@ -124,6 +127,30 @@ class MemoryOut(BaseModel):
     text: str
     created: float
     consumed_by: str | None
+    status: Literal["weights", "context"]  # where its knowledge is: verified in the weights, or read in context
+    slept: int  # sleeps that took it
+    checked: float | None  # when its regression probes were last asked (unix time)
+    held: float | None  # the share of them the model then answered like the reference
+    probes: int  # regression probes kept for it
+
+
+def described(rows: Sequence[StoredMemory], known: dict[str, Knowledge]) -> list[MemoryOut]:
+    """Stored memories as the memory routes show them, with their ledger entries."""
+    return [
+        MemoryOut(
+            memory_id=m.memory_id,
+            kind=m.kind,
+            text=m.text,
+            created=m.created,
+            consumed_by=m.consumed_by,
+            status=known[m.memory_id].status,
+            slept=known[m.memory_id].slept,
+            checked=known[m.memory_id].checked,
+            held=known[m.memory_id].held,
+            probes=known[m.memory_id].probes,
+        )  # fmt: skip
+        for m in rows
+    ]
 
 
 class MemoriesAck(BaseModel):

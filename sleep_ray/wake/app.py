@@ -27,10 +27,11 @@ from ray import serve
 from sleep_ray.config import Config, load_config
 from sleep_ray.wake import api
 from sleep_ray.wake.deploy import CONTROLLER_OPTIONS, Swapper, serve_config
+from sleep_ray.wake.ledger import KnowledgeLedger
 from sleep_ray.wake.model import Generator, Weights, chat_prompt, completion_prompt, load_weights
 from sleep_ray.wake.retrieve import context_for
 from sleep_ray.wake.scheduler import NothingToSleepOnError, SleepBusyError, SleepScheduler, ensure_base_version
-from sleep_ray.wake.store import SleepRecord, WakeStore
+from sleep_ray.wake.store import SleepRecord, StoredMemory, WakeStore
 
 VERSION_HEADER = "X-Weight-Version"
 ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": api.ErrorOut} for c in (400, 401, 404, 409, 422)}
@@ -325,9 +326,23 @@ class WakeServer:
         _check(creds, self.admin)
         w = self._w()
         rows, total = self.store.list_memories(offset=offset, limit=limit, consumed=consumed)
-        data = [api.MemoryOut(**{k: getattr(m, k) for k in api.MemoryOut.model_fields}) for m in rows]
-        page = api.MemoryPage(data=data, total=total, offset=offset, limit=limit, weight_version=w.version)
+        page = api.MemoryPage(
+            data=self._described(rows), total=total, offset=offset, limit=limit, weight_version=w.version
+        )
         return JSONResponse(page.model_dump(), headers={VERSION_HEADER: str(w.version)})
+
+    @app.get("/v1/memories/{memory_id}", response_model=api.MemoryOut)
+    async def get_memory(self, memory_id: str, creds: Creds) -> JSONResponse:
+        _check(creds, self.admin)
+        w = self._w()
+        rows = [m for m in self.store.list_memories(0, 10**9)[0] if m.memory_id == memory_id]
+        if not rows:
+            raise HTTPException(404, f"no memory {memory_id!r}")
+        return JSONResponse(self._described(rows)[0].model_dump(), headers={VERSION_HEADER: str(w.version)})
+
+    def _described(self, rows: list[StoredMemory]) -> list[api.MemoryOut]:
+        """Stored memories with where their knowledge stands (the knowledge ledger)."""
+        return api.described(rows, KnowledgeLedger(self.store).knowledge([m.memory_id for m in rows]))
 
     # ----------------------------------------------------------------------------------- sleep and versions
 

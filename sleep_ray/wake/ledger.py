@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sleep_ray.wake.store import WakeStore
 
@@ -44,7 +45,7 @@ class Knowledge:
     probes: int
 
     @property
-    def status(self) -> str:
+    def status(self) -> Literal["weights", "context"]:
         return "weights" if self.in_weights else "context"
 
 

@@ -267,6 +267,24 @@ def test_sleep_swaps_every_replica_then_rollback(endpoint):
     assert httpx.post(f"{url}/v1/rollback", headers=_admin(), timeout=60).status_code == 409  # nothing older
 
 
+def test_memory_routes_show_the_ledger_and_retrieval_serves_a_memory_whose_probes_failed(endpoint):
+    from sleep_ray.wake.ledger import KnowledgeLedger
+
+    url, store = endpoint.url, WakeStore(endpoint.config_path.parent)
+    ask = {"model": "sleep-ray", "messages": [{"role": "user", "content": "Where does Zorya Quill live?"}]}
+    ledger = KnowledgeLedger(store)
+    ledger.settle({"zorya": 1.0}, 0.5, "sleep-later")  # a night verified it in the weights
+    shown = httpx.get(f"{url}/v1/memories/zorya", headers=_admin()).json()
+    assert (shown["status"], shown["held"], shown["consumed_by"]) == ("weights", 1.0, "sleep-later")
+    assert shown["slept"] >= 1 and shown["probes"] >= 1  # the earlier sleep took it and kept its probes
+    assert httpx.post(f"{url}/v1/chat/completions", json=ask, timeout=60).json()["memories_used"] == []
+    ledger.settle({"zorya": 0.25}, 0.5, "sleep-later-still")  # a later night's regression probes failed
+    page = httpx.get(f"{url}/v1/memories", headers=_admin()).json()
+    assert [(m["memory_id"], m["status"], m["held"]) for m in page["data"]] == [("zorya", "context", 0.25)]
+    assert httpx.post(f"{url}/v1/chat/completions", json=ask, timeout=60).json()["memories_used"] == ["zorya"]
+    assert httpx.get(f"{url}/v1/memories/nobody", headers=_admin()).status_code == 404
+
+
 def test_openapi_document_matches_the_server_and_holds_no_5xx(endpoint):
     """schemathesis generates requests from /openapi.json (valid and invalid) against the live endpoint: no 5xx,
     and every status code, content type and body is one the document declares."""
