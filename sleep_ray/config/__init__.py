@@ -275,8 +275,8 @@ class GateConfig:
     min_retention: float = spec(0.85, lo=0.0, hi=1.0, help="agreement with the anchor's answers on old knowledge")
     min_reading: float = spec(0.8, lo=0.0, hi=1.0, help="in-context agreement with the serving model on the memories")
     regression_memories: int = spec(64, lo=0, help="consolidated memories re-asked each night (least recently checked)")
-    memory_hold: float = spec(0.5, lo=0.0, hi=1.0, help="a memory is in the weights at this share of its probes")
-    min_regression: float = spec(0.8, lo=0.0, hi=1.0, help="share of re-asked memories that must still hold")
+    memory_hold: float = spec(0.75, lo=0.0, hi=1.0, help="a memory is in the weights at this share of its probes")
+    min_regression: float = spec(0.6, lo=0.0, hi=1.0, help="share of re-asked memories that must still hold")
     seed: int = 12345
 
 
