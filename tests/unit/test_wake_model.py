@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sleep_ray.config import GateConfig
-from sleep_ray.wake.gate import agreement, decide
+from sleep_ray.wake.gate import agreement, decide, per_memory
 from sleep_ray.wake.model import Generator, chat_prompt, completion_prompt, load_weights
 from tests.conftest import ROOT
 
@@ -62,3 +62,13 @@ def test_gate_rule_on_numbers():
     assert not unread.passed and "gate.min_reading" in unread.reason and unread.metrics["reading"] == 0.7
     assert agreement([" Miravel.\nQuestion", "Oslo"], ["miravel", "Paris"]) == 0.5
     assert agreement([], []) == 0.0
+    lost = decide(0.1, 0.9, 0.95, GateConfig(min_gain=0.1, min_retention=0.9, min_regression=0.6), regression=0.5)
+    assert not lost.passed and "gate.min_regression" in lost.reason and lost.metrics["regression"] == 0.5
+    held = decide(0.1, 0.9, 0.95, GateConfig(min_gain=0.1, min_retention=0.9, min_regression=0.6), regression=0.6)
+    assert held.passed and "earlier memories holding 0.600" in held.reason
+    compacted = decide(None, 0.0, 0.95, cfg)  # nothing new to learn (a compaction): no gain is asked for
+    assert compacted.passed and "serving_new" not in compacted.metrics
+
+
+def test_per_memory_agreement_groups_answers_by_memory():
+    assert per_memory(["a", "a", "b"], ["Oslo", "Rome", "x"], ["oslo", "Paris", "x."]) == {"a": 0.5, "b": 1.0}
