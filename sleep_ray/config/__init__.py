@@ -277,6 +277,7 @@ class GateConfig:
     regression_memories: int = spec(64, lo=0, help="consolidated memories re-asked each night (least recently checked)")
     memory_hold: float = spec(0.75, lo=0.0, hi=1.0, help="a memory is in the weights at this share of its probes")
     min_regression: float = spec(0.6, lo=0.0, hi=1.0, help="share of re-asked memories that must still hold")
+    min_regression_memories: int = spec(5, lo=1, help="the regression rule applies once this many were re-asked")
     seed: int = 12345
 
 

@@ -15,7 +15,8 @@ sleep did not use (held out from the sleep's own prompts):
   answers (old text the sleep never saw).
 - **still holds**: the regression probes of earlier nights' memories (`sleep_ray.wake.ledger`) are re-asked; a
   memory holds when the candidate agrees on `gate.memory_hold` of its probes, and at least `gate.min_regression`
-  of the re-asked memories must hold.
+  of the re-asked memories must hold (once `gate.min_regression_memories` were re-asked). A memory that does not
+  hold is not a reason to refuse on its own: the knowledge ledger returns it to context.
 
 Besides the verdict, the result carries what the knowledge ledger needs: the new memories' probes (questions and
 in-context references) and, per memory (new and re-asked), the share of its probes the candidate got right.
@@ -134,7 +135,8 @@ def run_gate(
         answer(new_model, [p.question for p in regression]),
         [p.reference for p in regression],
     )
-    holding = sum(share >= cfg.memory_hold for share in again.values()) / len(again) if again else None
+    enough = len(again) >= cfg.min_regression_memories  # one or two lost memories say little about a night
+    holding = sum(share >= cfg.memory_hold for share in again.values()) / len(again) if again and enough else None
     result = decide(serving_new if items else None, candidate_new, retention, cfg, reading, holding)
     result.probes = [Probe(it.memory_id, it.student, ref) for it, ref in zip(items, refs)]
     result.held = {**again, **held}

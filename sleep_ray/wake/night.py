@@ -8,7 +8,8 @@
     sleep    Knowledge Seeding (and Dreaming) on the night's memories; old-knowledge rehearsal answered by the
              anchor, with the latest stored memory about a named person in its context
     gate     learned / kept (against the anchor) / reads / still holds: the regression probes of up to
-             `serve.gate.regression_memories` memories in the weights, least recently checked first
+             `serve.gate.regression_memories` memories in the weights (replayed tonight or not), least recently
+             checked first
     settle   on a pass, `commit` swaps the model in; the night's probes are stored, and every memory checked goes
              where its knowledge is (`KnowledgeLedger.settle`): in the weights if its probes hold, else in context
 
@@ -222,7 +223,7 @@ def run_night(
     seconds = sleep(cfg, parent, night, out, version, on_stage, recall=recall)
     on_stage("gating")
     g = cfg.serve.gate
-    regression = ledger.probes(regression_sample(store, {m.memory_id for m in memories}, g.regression_memories))
+    regression = ledger.probes(regression_sample(store, set(), g.regression_memories))  # replayed ones too
     gate = run_gate(serving, str(out), night, g, cfg.eval.max_new_tokens, anchor=anchor, regression=regression)
     result = NightResult("rejected", gate.reason, gate.metrics, seconds, compaction=compaction)
     if not gate.passed:

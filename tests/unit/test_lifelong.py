@@ -100,7 +100,12 @@ def _closed_book_probes(store, cfg, memories: list[tuple[str, str]]) -> None:
 
 
 def test_a_damaged_candidate_fails_the_regression_gate_and_lost_memories_return_to_context(tmp_path):
-    cfg = _config(tmp_path, "serve.gate.min_regression=0.8", "sleep.lifelong.replay_memories=0")
+    cfg = _config(
+        tmp_path,
+        "serve.gate.min_regression=0.8",
+        "serve.gate.min_regression_memories=3",
+        "sleep.lifelong.replay_memories=0",
+    )
     store = WakeStore(tmp_path / "wake")
     old = [("old-1", "Where does Ana Vel live?"), ("old-2", "What does Bo Tan do?"), ("old-3", "Who is Ana Vel?")]
     store.add_memories([(f"Memory about {q}", "document", mid) for mid, q in old])
@@ -111,7 +116,12 @@ def test_a_damaged_candidate_fails_the_regression_gate_and_lost_memories_return_
     assert night.status == "rejected" and "earlier memories lost" in night.why
     assert store.active_version() == 0 and {m.memory_id for m in store.consolidated()} == {"old-1", "old-2", "old-3"}
 
-    cfg = _config(tmp_path, "serve.gate.min_regression=0", "sleep.lifelong.replay_memories=0")
+    cfg = _config(
+        tmp_path,
+        "serve.gate.min_regression=0",
+        "serve.gate.min_regression_memories=3",
+        "sleep.lifelong.replay_memories=0",
+    )
     night = _night(cfg, store, 2, _damage)  # a gate that lets it through: the ledger still sees what was lost
     assert night.status == "swapped" and night.gate["regression"] < 0.8
     lost = set(night.in_context) & {"old-1", "old-2", "old-3"}
