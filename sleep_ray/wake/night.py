@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from transformers import LlamaForCausalLM
 
@@ -36,23 +36,9 @@ from sleep_ray.wake.gate import GateResult, run_gate
 from sleep_ray.wake.ledger import Knowledge, KnowledgeLedger
 from sleep_ray.wake.store import StoredMemory, VersionRecord, WakeStore
 
-
-class Sleep(Protocol):
-    """Sleep on `memories` from `parent` into `out` (weight version `version`); returns the seconds slept."""
-
-    def __call__(
-        self,
-        cfg: Config,
-        parent: str,
-        memories: list[Memory],
-        out: Path,
-        version: int,
-        on_stage: Callable[[str], None],
-        *,
-        recall: Sequence[Memory] = (),
-    ) -> float: ...
-
-
+# A night's sleep, `sleep_stages` or a stand-in with its signature: (cfg, parent checkpoint, memories, out,
+# version, on_stage, *, recall) -> seconds slept, the slept checkpoint written to `out`.
+Sleep = Callable[..., float]
 # (version, checkpoint, finish) -> None once swapped in (having called `finish`, which settles the ledger and
 # returns the night's result, while nothing else may swap), else why not
 Commit = Callable[[int, str, Callable[[], "NightResult"]], "str | None"]
