@@ -204,7 +204,6 @@ def run_night(
         if not gate.passed:
             raise CompactionRejectedError(f"the compacted model failed its gate: {gate.reason}")
         held = gate.held
-    ledger.note_slept([m.memory_id for m in memories])
     on_stage("seeding")
     seconds = sleep(cfg, parent, night, out, version, on_stage, recall=recall)
     on_stage("gating")
@@ -212,6 +211,7 @@ def run_night(
     regression = ledger.probes(regression_sample(store, set(), g.regression_memories))  # replayed ones too
     gate = run_gate(serving, str(out), night, g, cfg.eval.max_new_tokens, anchor=anchor, regression=regression)
     result = NightResult("rejected", gate.reason, gate.metrics, seconds, compaction=compaction)
+    ledger.note_slept([m.memory_id for m in memories])  # a night cut short does not count as a try
     if not gate.passed:
         return result
 
