@@ -44,7 +44,7 @@ def active_checkpoint(store: WakeStore) -> str:
 def night_cycle(cfg: Config, world: World, base: str, root: Path, cycle: int) -> dict[str, Any]:
     """Cycle `cycle` as one night of the method whose files live under `root`; returns the cycle's record."""
     store = method_store(root, base)
-    have = {m.memory_id for m in store.list_memories(0, 10**9)[0]}
+    have = {m.memory_id for m in store.memories()}
     new = [m for m in world.stream if m.cycle == cycle and m.memory_id not in have]
     store.add_memories([(m.text, m.kind, m.memory_id) for m in new])
     sleep_id = f"cycle-{cycle}"

@@ -335,10 +335,10 @@ class WakeServer:
     async def get_memory(self, memory_id: str, creds: Creds) -> JSONResponse:
         _check(creds, self.admin)
         w = self._w()
-        rows = [m for m in self.store.list_memories(0, 10**9)[0] if m.memory_id == memory_id]
-        if not rows:
+        memory = self.store.get_memory(memory_id)
+        if memory is None:
             raise HTTPException(404, f"no memory {memory_id!r}")
-        return JSONResponse(self._described(rows)[0].model_dump(), headers={VERSION_HEADER: str(w.version)})
+        return JSONResponse(self._described([memory])[0].model_dump(), headers={VERSION_HEADER: str(w.version)})
 
     def _described(self, rows: list[StoredMemory]) -> list[api.MemoryOut]:
         """Stored memories with where their knowledge stands (the knowledge ledger)."""

@@ -195,7 +195,7 @@ def run_night(
     t0 = time.time()
     ledger = KnowledgeLedger(store)
     anchor = size_anchor(cfg)
-    recall = [Memory(version, m.memory_id, m.kind, m.text) for m in store.list_memories(0, 10**9)[0]]
+    recall = [Memory(version, m.memory_id, m.kind, m.text) for m in store.memories()]
     night = [Memory(version, m.memory_id, m.kind, m.text) for m in memories]
     parent, compaction, held = serving, None, {}
     if compaction_due(cfg, serving):

@@ -226,6 +226,16 @@ class WakeStore:
             total = tx.execute(f"SELECT COUNT(*) FROM memories{where}").fetchone()[0]
         return [_memory(r) for r in rows], int(total)
 
+    def memories(self) -> list[StoredMemory]:
+        """Every memory, in arrival order."""
+        with self.transaction(write=False) as tx:
+            return [_memory(r) for r in tx.execute(f"SELECT {_MEMORY_COLUMNS} FROM memories ORDER BY seq").fetchall()]
+
+    def get_memory(self, memory_id: str) -> StoredMemory | None:
+        with self.transaction(write=False) as tx:
+            row = tx.execute(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE memory_id = ?", (memory_id,)).fetchone()
+        return None if row is None else _memory(row)
+
     def unconsolidated(self) -> list[StoredMemory]:
         """Every memory no sleep has consumed yet, in arrival order."""
         with self.transaction(write=False) as tx:
