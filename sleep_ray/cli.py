@@ -10,6 +10,8 @@
     sleep-ray serve    --config examples/tiny_cpu.yaml           # the wake endpoint on Ray Serve (Ctrl-C stops)
     sleep-ray bench system --config examples/sleep_tiny.yaml     # the system against its limits, as ratios
     sleep-ray bench consolidation --config examples/bench_consolidation.yaml   # Sleep against the baselines
+    sleep-ray bench real --config examples/real_smollm2.yaml      # a real pretrained model, natural memories
+    sleep-ray import-model smollm2-135m-instruct --out models/smollm2-135m-instruct   # a pretrained model, once
 
 Trailing `key=value` arguments override the config (OmegaConf dotlist). A subcommand is listed here only
 once it works.
@@ -213,6 +215,19 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
         out = Path(cfg.run_dir) / "bench" / "consolidation"
         console.print(f"consolidation benchmark written to {out} (consolidation.json, consolidation.md, plots)")
         return 0
+    if args.suite == "real":
+        from sleep_ray.bench.real import run_real
+
+        r = run_real(args.config, list(args.overrides))
+        console.print(
+            f"{r['model']} [{r['label']}]: closed-book {r['base']['closed_book']:.3f} -> "
+            f"{r['after']['closed_book']:.3f} "
+            f"({r['share_of_ceiling']:.2f} of the in-context ceiling {r['in_context_ceiling']:.3f}), general ability "
+            f"{r['base']['general']:.3f} -> {r['after']['general']:.3f} (retention {r['general_retention']:.3f}), "
+            f"sleep {r['sleep_s']:.0f} s"
+        )
+        console.print(f"written to {Path(cfg.run_dir) / 'bench' / 'real' / (r['label'] + '.json')}")
+        return 0
     from sleep_ray.bench.report import table
     from sleep_ray.bench.system import PARTS, run_system
 
@@ -235,6 +250,26 @@ def cmd_night(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_model(cfg: Config, args: argparse.Namespace) -> int:
+    from sleep_ray.models.imported import IMPORTS, ModelImportError, read_provenance
+
+    out = Path(args.out or Path("models") / args.name)
+    reused = read_provenance(out) is not None
+    t0 = time.time()
+    try:
+        path = IMPORTS[args.name](out, dtype=args.dtype)
+    except ModelImportError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    record = read_provenance(path) or {}
+    how = "already imported" if reused else f"imported in {time.time() - t0:.0f} s"
+    console.print(
+        f"{args.name} at {path}: {record.get('parameters', 0):,} parameters, {record.get('dtype')} ({how}); "
+        "a local Hugging Face checkpoint (model.path)"
+    )
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "demo": (cmd_demo, "the tiny end-to-end job: serve, learn memories in context, sleep, swap, answer from weights"),
     "world": (cmd_world, "generate the synthetic knowledge world and memory stream"),
@@ -244,6 +279,7 @@ COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "night": (cmd_night, "what one night wrote about its memories, kept, repaired, dropped and trained on"),
     "serve": (cmd_serve, "serve the wake endpoint: OpenAI-compatible API, memories, scheduled sleep, hot swap"),
     "bench": (cmd_bench, "benchmarks: `bench consolidation` (Sleep vs baselines), `bench system` (overheads)"),
+    "import-model": (cmd_import_model, "import a pretrained model (SmolLM2-135M-Instruct) as a local HF checkpoint"),
 }
 
 
@@ -263,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "consolidation", help="every method (Sleep, its ablations, baselines) over K cycles of memories"
             )
             _common_arguments(consolidation)
+            _common_arguments(suites.add_parser("real", help="one night of a real pretrained model, natural memories"))
             p = suites.add_parser("system", help="overheads of Ray, weight pushes, Ray Train, sleep, swap")
         _common_arguments(p)
         if name == "pretrain":
@@ -273,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--people", type=int, default=24, help="new people on each test day")
             p.add_argument("--days", type=int, default=1, help="test days (stream cycles 1..days)")
             p.add_argument("--out", help="test day: output directory (default: <run_dir>/testday-STYLE-SEED)")
+        if name == "import-model":
+            from sleep_ray.models.imported import DTYPES, IMPORTS
+
+            p.add_argument("name", choices=sorted(IMPORTS), help="the model to import")
+            p.add_argument("--out", help="output directory (default: models/NAME); reused when already complete")
+            p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the saved weights")
         if name == "night":
             p.add_argument("checkpoint", help="a slept checkpoint directory (holds sleep_record.json)")
         if name == "eval":

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sleep_ray.config import Config
-from sleep_ray.data import prompts
+from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.data.schema import World
 from sleep_ray.eval.harness import ANSWERABLE_IN_CONTEXT, items
-from sleep_ray.eval.metrics import exact_match, first_answer
+from sleep_ray.eval.metrics import reply_score
 from sleep_ray.models.build import count_parameters, load_pretrained
 from sleep_ray.models.generate import complete
 from sleep_ray.wake.night import NightResult, ensure_base_version, night_info, plan_night, run_night, sleep_stages
@@ -106,19 +106,18 @@ def answerable(checkpoint: str, world: World, cfg: Config, in_context: set[str],
         for it in items(world, cfg.eval.splits)
         if it.cycle != "base" and int(it.cycle) <= cycle and it.probe.kind in ANSWERABLE_IN_CONTEXT
     ]
+    fmt = PromptFormat.of(tokenizer)
     texts = []
     for it in asked:
         memory = by_text.get(it.context)
         if memory is not None and memory.memory_id in in_context:
-            budget = window - count(prompts.in_context("", it.probe.question))
+            budget = window - count(fmt.in_context("", it.probe.question))
             found = context_for(it.probe.question, context_memories, cfg.serve.retrieval_k, count, budget)
-            texts.append(
-                prompts.in_context(found, it.probe.question) if found else prompts.closed_book(it.probe.question)
-            )
+            texts.append(fmt.in_context(found, it.probe.question) if found else fmt.closed_book(it.probe.question))
         else:
-            texts.append(prompts.closed_book(it.probe.question))
+            texts.append(fmt.closed_book(it.probe.question))
     raw = complete(model, tokenizer, texts, cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
     scores: dict[str, list[float]] = {}
     for it, r in zip(asked, raw):
-        scores.setdefault(it.cycle, []).append(exact_match(first_answer(r), it.probe.answer))
+        scores.setdefault(it.cycle, []).append(reply_score(r, it.probe.answer, cfg.eval.score))
     return {c: sum(v) / len(v) for c, v in scores.items()}

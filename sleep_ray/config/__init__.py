@@ -6,7 +6,8 @@ full key (`sleep.seeding.lmbda`). Defaults live only here; code never does `cfg.
 
 Range and choice constraints are declared next to each field with `spec(...)` (`fields.py`) and checked by
 `validate`. The resources section (what each role asks Ray for) lives in `resources.py`; everything is importable
-from `sleep_ray.config`.
+from `sleep_ray.config`. `validate` also refuses `sleep.growth.enabled` for a `model.path` whose architecture
+growth cannot widen (`sleep_ray.models.support`, judged from its config.json alone).
 
     cfg = load_config("examples/tiny_cpu.yaml", ["sleep.seeding.lmbda=0.5"])
 """
@@ -30,12 +31,14 @@ from sleep_ray.config.resources import (
     VLLMConfig,
     validate_resources,
 )
+from sleep_ray.models.support import growth_support_at
 
 __all__ = [  # what `from sleep_ray.config import ...` offers: these modules' names and those defined here
     "BenchConfig",
     "Config",
     "ConfigError",
     "ConsolidationBenchConfig",
+    "RealBenchConfig",
     "DataConfig",
     "DreamingConfig",
     "EvalConfig",
@@ -175,7 +178,9 @@ class SeedingConfig:
     alpha: float = spec(0.8, lo=0.0, hi=1.0, help="weight of distillation against Learning-to-Imitate")
     gamma: float = spec(0.5, lo=0.0, hi=1.0, help="weight of the judge's same-meaning reward against Levenshtein")
     z0: float = spec(0.5, lo=0.0, hi=1.0, help="normalized edit distance above which the surface reward is 0")
-    topk: int = spec(0, lo=0, help="distil over the teacher's top-k tokens; 0 = full vocabulary")
+    topk: int = spec(
+        -1, lo=-1, help="distil over the teacher's top-k tokens; 0 = full vocabulary; -1 = 64 above 8192 tokens"
+    )
     temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
     steps: int = spec(1300, lo=0, help="the most optimizer steps a night takes (the budget's cap)")
     steps_per_memory: float = spec(26.0, lo=0.0, help="budget: steps per memory window; 0 = always `steps`")
@@ -315,6 +320,11 @@ class EvalConfig:
     max_new_tokens: int = spec(12, lo=1)
     batch_size: int = spec(32, lo=1)
     splits: list[str] = spec(["eval"], help="probe splits to score: eval, sleep")
+    score: str = spec(
+        "exact",
+        choices=("exact", "contains", "f1"),
+        help="how a reply meets its gold (eval, gate, dream trials): exact first line, gold contained, token F1",
+    )
 
 
 @dataclass
@@ -333,8 +343,19 @@ class ConsolidationBenchConfig:
 
 
 @dataclass
+class RealBenchConfig:
+    """`sleep-ray bench real`: one night of a real pretrained model on natural passages (sleep_ray/bench/real.py)."""
+
+    model: str = spec("", help="an importable model (sleep-ray import-model) brought to model.path when missing")
+    label: str = spec("sleep", help="the run's name in the results (an ablation's name)")
+    general_questions: int = spec(0, lo=0, help="general-ability questions asked of the base model; 0 = all")
+    passages: int = spec(0, lo=0, help="natural passages slept on; 0 = all")
+
+
+@dataclass
 class BenchConfig:
     consolidation: ConsolidationBenchConfig = field(default_factory=ConsolidationBenchConfig)
+    real: RealBenchConfig = field(default_factory=RealBenchConfig)
 
 
 # -------------------------------------------------------------------------------------------- root
@@ -375,6 +396,10 @@ def validate(obj: Any, prefix: str = "") -> None:
         raise ConfigError(f"{prefix}num_kv_heads: {obj.num_kv_heads} does not divide num_heads={obj.num_heads}")
     if isinstance(obj, ResourcesConfig):
         validate_resources(obj, prefix)
+    if isinstance(obj, Config) and obj.sleep.growth.enabled and obj.model.path:
+        reason = growth_support_at(obj.model.path)  # reads model.path/config.json, if there is one
+        if reason is not None:
+            raise ConfigError(f"{prefix}sleep.growth.enabled: {reason}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema: type[T] = Config) -> T:  # type: ignore[assignment]

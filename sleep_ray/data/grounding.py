@@ -191,7 +191,8 @@ def check_grounding(ledger: Ledger, min_share: float, what: str) -> None:
     share = ledger.grounded_share(("question",))
     if c["written"] and share < min_share:
         raise GroundingError(
-            f"{what}: only {share:.2f} of the {c['written']} questions the teacher wrote name what the memories "
-            f"hold (sleep.grounding.min_share={min_share:g}); the memories' names may be too unfamiliar to the "
-            "model: nothing was trained and serving is untouched"
+            f"{what}: only {share:.2f} of the {c['written']} questions the teacher wrote are questions that name "
+            f"what the memories hold (sleep.grounding.min_share={min_share:g}); the memories' names may be too "
+            "unfamiliar to the model, or it does not follow the question-writing prompt: nothing was trained and "
+            "serving is untouched"
         )

@@ -35,10 +35,11 @@ class TrialCritic:
         growth: GrowthRecord | None = None,
         threads: int = 1,
         worker: int = 0,
+        score: str = "exact",
     ):
         if threads:
             torch.set_num_threads(threads)
-        self.cfg, self.worker = cfg, worker
+        self.cfg, self.worker, self.score = cfg, worker, score
         model, self.tokenizer = load_pretrained(checkpoint)
         if growth is not None:
             freeze_all_but_expert(model, growth)  # the new expert: what importance is measured on
@@ -64,7 +65,7 @@ class TrialCritic:
     def _agreement(self, memory_id: str) -> float:
         probes = self.probes.get(memory_id, [])
         answers = complete(self.lora.model, self.tokenizer, [p.prompt for p in probes], self.cfg.max_new_tokens)  # type: ignore[arg-type]
-        return agreement(answers, [p.reference for p in probes])
+        return agreement(answers, [p.reference for p in probes], self.score)
 
     def trial(self, dream: DreamSample, *, seed: int = 0) -> TrialResult:
         t0 = time.time()

@@ -23,14 +23,12 @@ import numpy as np
 import torch
 
 from sleep_ray.config import DreamingConfig
-from sleep_ray.data import prompts
 from sleep_ray.data.grounding import Ledger, ground, ground_qa, known_words
+from sleep_ray.data.prompts import ANSWER, PromptFormat
 from sleep_ray.dream.lora import Adapter
 from sleep_ray.dream.records import DreamSample, parse_dream
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.rollout.hf import HFEngine
-
-_WRITER = {"qa": prompts.question_writing, "restatement": prompts.restatement}
 
 
 class DreamGenerator:
@@ -51,6 +49,7 @@ class DreamGenerator:
         self.lora = Adapter(model, tokenizer, r=cfg.lora_rank, seed=seed)
         self.version = 0
         self.known = known_words(tokenizer)
+        self.fmt = PromptFormat.of(tokenizer)
         self._ledger = Ledger()  # every dream is grounded in its memory (sleep_ray.data.grounding)
         self.engine: Any
         if engine == "vllm":
@@ -81,7 +80,7 @@ class DreamGenerator:
         if not asks:
             return []
         rollouts = self.engine.generate(
-            [_WRITER[k](c) for _, c, k, _ in asks],
+            [self._writer(k, c) for _, c, k, _ in asks],
             max_new_tokens=self.cfg.max_new_tokens,
             temperature=self.cfg.temperature,
             seed=seed,
@@ -90,7 +89,7 @@ class DreamGenerator:
         out = []
         for (mid, c, kind, j), r in zip(asks, rollouts):
             if kind == "qa":
-                verdict = ground_qa(r.text, c, self.known, answer_mark=prompts.ANSWER)
+                verdict = ground_qa(r.text, c, self.known, answer_mark=ANSWER)
             else:
                 line, nl, rest = r.text.partition("\n")
                 verdict = ground(line, c, self.known)
@@ -98,10 +97,13 @@ class DreamGenerator:
             self._ledger.add(f"dream_{kind}", r.text, verdict, memory_id=mid)
             if verdict.text is None:
                 continue
-            d = parse_dream(kind, mid, c, verdict.text, f"{mid}/r{round_}/{j}", self.version)
+            d = parse_dream(kind, mid, c, verdict.text, f"{mid}/r{round_}/{j}", self.version, fmt=self.fmt)
             if d is not None:
                 out.append(d)
         return out
+
+    def _writer(self, kind: str, context: str) -> str:
+        return self.fmt.question_writing(context) if kind == "qa" else self.fmt.restatement(context)
 
     def ledger(self) -> Ledger:
         """What this generator wrote since the last call: grounding counts and examples, then a fresh ledger."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sleep_ray.data import prompts
+from sleep_ray.data.prompts import ANSWER, RAW, PromptFormat
 
 KINDS = ("qa", "restatement")
 
@@ -63,29 +63,37 @@ class TrialResult:
 
 
 def parse_dream(
-    kind: str, memory_id: str, context: str, written: str, dream_id: str, version: int, cut_words: int = 2
+    kind: str,
+    memory_id: str,
+    context: str,
+    written: str,
+    dream_id: str,
+    version: int,
+    cut_words: int = 2,
+    fmt: PromptFormat = RAW,
 ) -> DreamSample | None:
     """Turn the generator's raw output into a dream, or None when it is malformed.
 
     qa: the generator continues `question_writing(context)` with " <q>\\nAnswer: <a>"; the student learns
-    `closed_book(q)` -> " a". restatement: the generator continues `restatement(context)` with sentences; the
-    student learns their first `cut_words` words -> the rest (the teacher reads the same after the memory).
+    `closed_book(q)` -> `fmt.reply(a)`. restatement: the generator continues `restatement(context)` with
+    sentences; the student learns their first `cut_words` words -> the rest (the teacher reads the same after the
+    memory). Every prompt is rendered by `fmt`, the model's own prompt format.
     """
     if kind == "qa":
-        head, sep, tail = written.partition(prompts.ANSWER)
+        head, sep, tail = written.partition(ANSWER)
         q, a = head.strip(), tail.split("\n", 1)[0].strip()
         if not sep or not q.endswith("?") or not a:
             return None
-        writer, text = prompts.question_writing(context), f" {q}{prompts.ANSWER} {a}\n"
+        writer, text = fmt.question_writing(context), f" {q}{ANSWER} {a}\n"
         return DreamSample(
             dream_id,
             memory_id,
             kind,
             writer,
             text,
-            prompts.closed_book(q),
-            prompts.in_context(context, q),
-            f" {a}",
+            fmt.closed_book(q),
+            fmt.in_context(context, q),
+            fmt.reply(a),
             version,
         )
     if kind == "restatement":
@@ -94,6 +102,6 @@ def parse_dream(
         if len(words) <= cut_words or not said.endswith("."):
             return None
         head, rest = " ".join(words[:cut_words]), " " + " ".join(words[cut_words:])
-        writer = prompts.restatement(context)
+        writer = fmt.restatement(context)
         return DreamSample(dream_id, memory_id, kind, writer, said + "\n", head, writer + head, rest, version)
     raise ValueError(f"unknown dream kind {kind!r}; expected one of {KINDS}")

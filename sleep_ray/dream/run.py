@@ -212,7 +212,7 @@ def run_dreaming(
 
         def new_critic(worker: int) -> Any:
             cls = role_actor(TrialCritic, r.trial_critic)
-            return cls.remote(seeded, probes, d, growth=growth, threads=threads, worker=worker)
+            return cls.remote(seeded, probes, d, growth=growth, threads=threads, worker=worker, score=cfg.eval.score)
 
         pool = TrialPool(new_critic, d.num_workers, d.trial_timeout_s)
         rounds, winners = [], []

@@ -25,10 +25,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleep_ray.config import EvalConfig
-from sleep_ray.data import prompts
+from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.data.schema import Probe, World
 from sleep_ray.data.windows import best_window, windows
-from sleep_ray.eval.metrics import exact_match, first_answer, perplexity, stale_rate, token_f1
+from sleep_ray.eval.metrics import first_answer, perplexity, reply_score, stale_rate, token_f1
 from sleep_ray.models.generate import complete
 
 ANSWERABLE_IN_CONTEXT = ("new", "long", "updated", "rule")
@@ -73,14 +73,15 @@ def answer(
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    fmt = PromptFormat.of(tokenizer)
     texts = []
     for it in batch:
         if with_context:
-            budget = window - count(prompts.in_context("", it.probe.question))
+            budget = window - count(fmt.in_context("", it.probe.question))
             chunks = windows(it.context, count, budget)
-            texts.append(prompts.in_context(best_window(chunks, it.probe.question), it.probe.question))
+            texts.append(fmt.in_context(best_window(chunks, it.probe.question), it.probe.question))
         else:
-            texts.append(prompts.closed_book(it.probe.question))
+            texts.append(fmt.closed_book(it.probe.question))
     raw = complete(model, tokenizer, texts, cfg.max_new_tokens, batch_size=cfg.batch_size)
     return [first_answer(r) for r in raw]
 
@@ -93,9 +94,9 @@ def accuracy(
     *,
     with_context: bool,
 ) -> float:
-    """Exact-match accuracy of `answer` on `batch` (NaN for an empty batch)."""
+    """Accuracy of `answer` on `batch`, scored as `cfg.score` says (NaN for an empty batch)."""
     preds = answer(model, tokenizer, batch, cfg, with_context=with_context)
-    return _mean([exact_match(p, it.probe.answer) for p, it in zip(preds, batch)])
+    return _mean([reply_score(p, it.probe.answer, cfg.score) for p, it in zip(preds, batch)])
 
 
 @torch.no_grad()
@@ -143,17 +144,17 @@ def evaluate(
     for it, pred in zip(all_items, closed):
         gold, kind = it.probe.answer, it.probe.kind
         if it.cycle == "base" or kind in ANSWERABLE_IN_CONTEXT:
-            acc["closed_book"][it.cycle].append(exact_match(pred, gold))
+            acc["closed_book"][it.cycle].append(reply_score(pred, gold, cfg.score))
             acc["closed_book_f1"][it.cycle].append(token_f1(pred, gold))
         if kind != "base":
-            acc[kind][it.cycle].append(exact_match(pred, gold))
+            acc[kind][it.cycle].append(reply_score(pred, gold, cfg.score))
         if kind == "updated":
             stale[it.cycle][0].append(pred)
             stale[it.cycle][1].append(it.probe.stale_answer)
         if id(it) in opened:
-            acc["in_context"][it.cycle].append(exact_match(opened[id(it)], gold))
+            acc["in_context"][it.cycle].append(reply_score(opened[id(it)], gold, cfg.score))
             if kind != "base":
-                acc[f"{kind}_in_context"][it.cycle].append(exact_match(opened[id(it)], gold))
+                acc[f"{kind}_in_context"][it.cycle].append(reply_score(opened[id(it)], gold, cfg.score))
             acc["in_context_f1"][it.cycle].append(token_f1(opened[id(it)], gold))
 
     metrics = {name: {c: _mean(v) for c, v in by_cycle.items()} for name, by_cycle in acc.items()}

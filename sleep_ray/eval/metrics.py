@@ -3,7 +3,8 @@
 Nothing here touches a model; inputs are strings, counts and accuracy tables, outputs are floats.
 
 Answer scoring follows SQuAD (Rajpurkar et al., 2016): answers are normalized (lowercase, punctuation and
-the articles a/an/the removed, whitespace collapsed) and compared by exact match and token F1.
+the articles a/an/the removed, whitespace collapsed) and compared by exact match and token F1; a free-text
+reply (a chat model's sentence) is also scored by whether it contains the gold (`contains_answer`).
 
 Continual-learning metrics follow Lopez-Paz & Ranzato (2017, GEM) on an accuracy matrix; see
 `continual_metrics` for the exact indexing.
@@ -103,6 +104,78 @@ def score_answers(predictions: Sequence[str], golds: Sequence[str]) -> dict[str,
     em = sum(exact_match(p, g) for p, g in zip(predictions, golds, strict=True)) / n
     f1 = sum(token_f1(p, g) for p, g in zip(predictions, golds, strict=True)) / n
     return {"em": em, "f1": f1, "n": n}
+
+
+SCORES = ("exact", "contains", "f1")
+
+
+def reply_score(reply: str, gold: str, how: str) -> float:
+    """One model reply against its gold answer, scored `how`: "exact" (the reply's `first_answer` equals the
+    gold after normalisation; bare-value answers), "contains" (`contains_answer` on the first answer: a sentence
+    that holds the gold counts) or "f1" (token F1 of the first answer). Returns a float in [0, 1]."""
+    first = first_answer(reply)
+    if how == "exact":
+        return exact_match(first, gold)
+    if how == "contains":
+        return contains_answer(first, gold)
+    if how == "f1":
+        return token_f1(first, gold)
+    raise ValueError(f"unknown score {how!r}; expected one of {SCORES}")
+
+
+def agree(answer: str, reference: str, how: str) -> bool:
+    """Whether two replies give the same answer: their first answers are equal after normalisation ("exact"),
+    or, for free-text replies ("contains", "f1"), share at least half their tokens (token F1 >= 0.5)."""
+    a, r = first_answer(answer), first_answer(reference)
+    if how == "exact":
+        return exact_match(a, r) > 0
+    if how not in SCORES:
+        raise ValueError(f"unknown score {how!r}; expected one of {SCORES}")
+    return token_f1(a, r) >= 0.5
+
+
+def _gold_list(gold: str | Sequence[str]) -> list[str]:
+    return [gold] if isinstance(gold, str) else list(gold)
+
+
+def contains_answer(prediction: str, gold: str | Sequence[str]) -> float:
+    """1.0 if a normalized gold answer occurs in the normalized prediction as whole tokens, else 0.0.
+
+    `prediction` is one reply (free text, e.g. a chat model's sentence); `gold` is one answer or a sequence of
+    accepted answers (the answer and its aliases). Both sides go through `normalize_answer` and are split into
+    whitespace tokens; a gold counts when its tokens appear contiguously, in order, in the prediction's tokens.
+    So "Paris" is in "It is Paris." but "par" is not in "Paris", and "New York" is not in "York, New". A gold
+    that normalizes to nothing ("", "the") never counts; no gold at all -> 0.0.
+    """
+    pred = normalize_answer(prediction).split()
+    for g in _gold_list(gold):
+        toks = normalize_answer(g).split()
+        if toks and any(pred[i : i + len(toks)] == toks for i in range(len(pred) - len(toks) + 1)):
+            return 1.0
+    return 0.0
+
+
+def score_replies(predictions: Sequence[str], golds: Sequence[str | Sequence[str]]) -> dict[str, float]:
+    """Mean exact match, token F1 and `contains_answer` over aligned free-text replies and their golds.
+
+    `predictions[i]` is a reply and `golds[i]` its gold answer or sequence of accepted answers (equal lengths,
+    else ValueError). Per item, EM and F1 take the best over the accepted answers (as SQuAD does; an empty
+    sequence scores 0), and `contains` is `contains_answer`. Returns {"em", "f1", "contains", "n"}; with no
+    pairs, all means are 0.0 and "n" is 0. Replies are scored as given (no `first_answer` cut), so a sentence
+    reply ("It is Paris.") scores EM 0 but contains 1.
+    """
+    if len(predictions) != len(golds):
+        raise ValueError(f"score_replies: {len(predictions)} predictions but {len(golds)} references")
+    n = len(predictions)
+    if n == 0:
+        return {"em": 0.0, "f1": 0.0, "contains": 0.0, "n": 0}
+    em = f1 = contains = 0.0
+    for p, g in zip(predictions, golds, strict=True):
+        accepted = _gold_list(g)
+        em += max((exact_match(p, a) for a in accepted), default=0.0)
+        f1 += max((token_f1(p, a) for a in accepted), default=0.0)
+        contains += contains_answer(p, accepted)
+    return {"em": em / n, "f1": f1 / n, "contains": contains / n, "n": n}
 
 
 def stale_rate(predictions: Sequence[str], stale_answers: Sequence[str]) -> float:

@@ -6,7 +6,34 @@ texts = complete(model, tokenizer, ["Question: Where does Ana Vel live?\nAnswer:
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+
+def sampling(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    max_new_tokens: int,
+    *,
+    do_sample: bool,
+    temperature: float = 1.0,
+    top_k: int = 0,
+) -> GenerationConfig:
+    """Exactly the sampling the caller asks for: greedy, or temperature with top-k (0 = none), no top-p, no
+    repetition penalty. Only the stop and pad ids come from the checkpoint: a `generation_config.json` shipped
+    with a model (top_p 0.8, a repetition penalty) never leaks in, so HF and vLLM engines sample alike."""
+    own = getattr(model, "generation_config", None)
+    eos = getattr(own, "eos_token_id", None)
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature if do_sample else 1.0,
+        top_k=top_k if do_sample else None,  # greedy ignores it
+        top_p=1.0,
+        repetition_penalty=1.0,  # explicit neutral values: an unset one falls back to the checkpoint's
+        eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=getattr(own, "bos_token_id", None),
+    )
 
 
 @torch.no_grad()
@@ -33,16 +60,11 @@ def complete(
     model.eval()
     out: list[str] = []
     tokenizer.truncation_side = "left"  # a too-long prompt keeps its end, where the question is
+    settings = sampling(model, tokenizer, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k)
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=limit)
-        kwargs: dict = {"do_sample": do_sample, "max_new_tokens": max_new_tokens}
-        kwargs["pad_token_id"] = tokenizer.pad_token_id
-        if do_sample:
-            kwargs.update(temperature=temperature, top_k=top_k or None)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        ids = model.generate(**enc.to(model.device), **kwargs)  # type: ignore[operator]
+        ids = model.generate(**enc.to(model.device), generation_config=settings)  # type: ignore[operator]
         new = ids[:, enc["input_ids"].shape[1] :]
         out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     model.train(was_training)

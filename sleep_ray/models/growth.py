@@ -31,6 +31,11 @@ weight_decay=0 on them (Adam/AdamW with zero gradient and zero decay leaves an e
 only the expert slices. The hooks live on the parameter tensors; `grow` replaces those tensors, so hooks never
 carry over to a later growth (and `copy.deepcopy` does not copy them).
 
+Supported architectures. Growth needs separate bias-free gate/up/down projections and one `intermediate_size`:
+Llama, Mistral, Qwen2/3 and Gemma 1/2 (`sleep_ray.models.support`). Others (GPT-2, GPT-NeoX, Phi-3's fused
+gate_up_proj, ...) are refused with `GrowthUnsupportedError` naming the architecture, before anything is copied;
+`growth_support(config)` gives the same answer from a config alone (the config loader uses it).
+
     big, record = grow(small, cfg.sleep.growth, seed=cfg.seed, experts_so_far=n)
     freeze_all_but_expert(big, record)
     opt = torch.optim.AdamW([p for p in big.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
@@ -48,6 +53,18 @@ from torch import nn
 from transformers import LlamaForCausalLM
 
 from sleep_ray.config import GrowthConfig
+from sleep_ray.models.support import HINT, GrowthUnsupportedError, growth_support
+
+__all__ = [
+    "GrowthRecord",
+    "GrowthUnsupportedError",
+    "check_growable",
+    "expert_parameters",
+    "freeze_all_but_expert",
+    "grow",
+    "growth_support",
+    "trainable_expert_mask",
+]
 
 _PROJ = ("gate_proj", "up_proj", "down_proj")
 
@@ -69,20 +86,32 @@ class GrowthRecord:
 
 
 def _mlps(model: nn.Module) -> list[Any]:
-    """The MLP of every decoder layer, in order (LlamaMLP, typed Any); raises if the model is not Llama-shaped."""
-    try:
-        layers = cast(Any, model).model.layers
-    except AttributeError as exc:
-        raise TypeError("grow expects a LlamaForCausalLM-like model with model.model.layers[i].mlp") from exc
-    mlps = [layer.mlp for layer in layers]
+    """The MLP of every decoder layer, in order (LlamaMLP, typed Any); GrowthUnsupportedError if not Llama-shaped."""
+    kind = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise GrowthUnsupportedError(f"{kind}: no decoder layers at model.model.layers; {HINT}")
+    mlps = [getattr(layer, "mlp", None) for layer in layers]
     for i, mlp in enumerate(mlps):
         for name in _PROJ:
             proj = getattr(mlp, name, None)
             if not isinstance(proj, nn.Linear):
-                raise TypeError(f"layer {i}: mlp.{name} is not an nn.Linear")
+                raise GrowthUnsupportedError(f"{kind}: layer {i} has no nn.Linear mlp.{name}; {HINT}")
             if proj.bias is not None:
-                raise ValueError(f"layer {i}: mlp.{name} has a bias (mlp_bias=True); growth supports bias-free MLPs")
+                raise GrowthUnsupportedError(f"{kind}: layer {i}: mlp.{name} has a bias (mlp_bias=true); {HINT}")
     return mlps
+
+
+def check_growable(model: nn.Module) -> None:
+    """Raise GrowthUnsupportedError (a ValueError naming the architecture) unless `grow` widens `model` exactly:
+    a supported config (`growth_support`) and, in every layer, bias-free nn.Linear gate/up/down projections."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise GrowthUnsupportedError(f"{type(model).__name__}: no config to judge the architecture by; {HINT}")
+    reason = growth_support(config)
+    if reason is not None:
+        raise GrowthUnsupportedError(reason)
+    _mlps(model)
 
 
 def _chosen_layers(cfg: GrowthConfig, num_layers: int) -> tuple[int, ...]:
@@ -117,7 +146,9 @@ def grow(
     other layers get all-zero new units (see the module docstring). The grown model's logits equal the
     original's. The random draw depends on (seed, experts_so_far), so successive sleeps of one run get
     different experts. The size budget (`cfg.max_size`) is the night's to keep (`sleep_ray.models.compact`).
+    Raises GrowthUnsupportedError first, touching nothing, for an architecture growth cannot widen exactly.
     """
+    check_growable(model)
     if experts_so_far < 0:
         raise ValueError(f"experts_so_far must be >= 0, got {experts_so_far}")
     if cfg.d_low < 1:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sleep_ray.data import prompts
+from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.eval.metrics import exact_match
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
@@ -39,13 +39,14 @@ class RewardCritic:
         if threads:
             torch.set_num_threads(threads)
         self.model, self.tokenizer = load_pretrained(checkpoint, dtype)
+        self.fmt = PromptFormat.of(self.tokenizer)
         self.gamma, self.z0, self.short_words = gamma, z0, short_words
 
     def same_meaning(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """The judge's verdicts on (a, b) sentence pairs; an unparseable answer counts as "no"."""
         if not pairs:
             return []
-        texts = [prompts.judging(a, b) for a, b in pairs]
+        texts = [self.fmt.judging(a, b) for a, b in pairs]
         raw = complete(self.model, self.tokenizer, texts, max_new_tokens=2)
         return [parse_judge_verdict(r) is True for r in raw]
 

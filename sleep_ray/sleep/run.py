@@ -33,6 +33,7 @@ from sleep_ray.data.grounding import Ledger, check_grounding
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
+from sleep_ray.models.support import GrowthUnsupportedError, growth_support_at
 from sleep_ray.rollout.hf import HFEngine
 from sleep_ray.sleep.budget import night_steps
 from sleep_ray.sleep.critic import RewardCritic
@@ -63,8 +64,17 @@ def written_sample(items: list[Any], pool: list[list[Any]], n: int) -> list[dict
     return rows
 
 
+def check_growth(cfg: Config, checkpoint: str) -> None:
+    """Raise GrowthUnsupportedError for an architecture growth cannot widen (before anything is written)."""
+    reason = growth_support_at(checkpoint) if cfg.sleep.growth.enabled else None
+    if reason is not None:
+        raise GrowthUnsupportedError(reason)
+
+
 def grow_student(cfg: Config, checkpoint: str, init: Path, cycle: int) -> None:
-    """Save the student's starting point: the pre-sleep model grown by one expert (function-preserving)."""
+    """Save the student's starting point: the pre-sleep model grown by one expert (function-preserving).
+    Raises GrowthUnsupportedError, before anything is loaded or written, for an architecture growth cannot widen."""
+    check_growth(cfg, checkpoint)
     if (init / "config.json").is_file():
         return  # a resumed sleep keeps the expert it started with
     base, tokenizer = load_pretrained(checkpoint)
@@ -264,6 +274,7 @@ def run_seeding(
             f"sleep.seeding.max_staleness={s.max_staleness} would reject the samples of every step: with "
             f"push_every={s.push_every} and prefetch={s.prefetch} they lag up to {oldest} versions"
         )
+    check_growth(cfg, checkpoint)  # before the work folder exists: a refusal leaves nothing a rerun resumes
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
     logs = out.with_name(out.name + ".logs")  # metrics.jsonl and TensorBoard; kept after the sleep

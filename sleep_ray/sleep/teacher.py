@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from sleep_ray.data import prompts
 from sleep_ray.data.corpus import sentences
-from sleep_ray.data.grounding import Ledger, ground, known_words, names
+from sleep_ray.data.grounding import Grounded, Ledger, ground, known_words, names
+from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.data.schema import Memory
 from sleep_ray.data.windows import windows
 from sleep_ray.models.build import load_pretrained
@@ -67,6 +67,7 @@ class TeacherSelf:
         window = int(self.model.config.max_position_embeddings)
         self.context_tokens = context_tokens or max(32, window - 160)  # room for the question and the answer
         self.known = known_words(self.tokenizer)
+        self.fmt = PromptFormat.of(self.tokenizer)
         self._ledger = Ledger()
 
     def ledger(self) -> Ledger:
@@ -115,29 +116,30 @@ class TeacherSelf:
         contexts = self.contexts(memories)
         items: list[SeedPrompt] = []
         asks = [(mid, c) for mid, c in contexts for _ in range(questions_per_memory)]
-        written = self._write([prompts.question_writing(c) for _, c in asks], seed, 24, temperature)
+        written = self._write([self.fmt.question_writing(c) for _, c in asks], seed, 24, temperature)
         read: dict[str, int] = {}
         for (mid, c), raw in zip(asks, written):
             q = raw.split("\n", 1)[0].strip()
-            if not q.endswith("?"):
+            if not q.endswith("?"):  # counted: a writer that rarely forms a question fails the grounding floor
+                self._ledger.add("question", raw, Grounded(None, "dropped", "not a question"), memory_id=mid)
                 continue
             fixed = self._ground("question", q, c, mid, require_name=True)
             if fixed is None:
                 continue
-            items.append(SeedPrompt(prompts.closed_book(fixed), prompts.in_context(c, fixed), "question", mid))
+            items.append(SeedPrompt(self.fmt.closed_book(fixed), self.fmt.in_context(c, fixed), "question", mid))
             if read.get(c, 0) < reading_per_memory:
                 read[c] = read.get(c, 0) + 1
-                items.append(SeedPrompt(prompts.in_context(c, fixed), prompts.in_context(c, fixed), "reading", mid))
+                items.append(SeedPrompt(self.fmt.in_context(c, fixed), self.fmt.in_context(c, fixed), "reading", mid))
         for mid, c in contexts:
-            w = prompts.question_writing(c)
+            w = self.fmt.question_writing(c)
             items += [SeedPrompt(w, w, "writing", mid)] * writing_per_memory
         for mid, c in contexts:
             for _ in range(prefixes_per_memory):
                 dream = cut_sentence(rng.choice(sentences(c)), rng)
                 if dream is not None:
-                    items.append(SeedPrompt(dream.prefix, prompts.restatement(c) + dream.prefix, "prefix", mid))
+                    items.append(SeedPrompt(dream.prefix, self.fmt.restatement(c) + dream.prefix, "prefix", mid))
         for c, d in self._restated_cuts(contexts, restatements_per_memory, temperature, seed + 3):
-            items.append(SeedPrompt(d.prefix, prompts.restatement(c) + d.prefix, "restatement", d.memory_id))
+            items.append(SeedPrompt(d.prefix, self.fmt.restatement(c) + d.prefix, "restatement", d.memory_id))
         n_rehearsal = round(len(items) * rehearsal_fraction / max(1e-9, 1.0 - rehearsal_fraction))
         return items + self.rehearsal(n_rehearsal, seed=seed + 1, temperature=temperature, recall=recall)
 
@@ -150,8 +152,8 @@ class TeacherSelf:
         items = []
         for q in self.old_questions(n, seed=seed, temperature=temperature):
             hit = self._recall(q, recall)
-            teacher = prompts.closed_book(q) if hit is None else prompts.in_context(hit[1], q)
-            items.append(SeedPrompt(prompts.closed_book(q), teacher, "rehearsal", "" if hit is None else hit[0]))
+            teacher = self.fmt.closed_book(q) if hit is None else self.fmt.in_context(hit[1], q)
+            items.append(SeedPrompt(self.fmt.closed_book(q), teacher, "rehearsal", "" if hit is None else hit[0]))
         return items
 
     def _recall(self, question: str, recall: Sequence[Memory]) -> tuple[str, str] | None:
@@ -183,7 +185,7 @@ class TeacherSelf:
 
     def old_questions(self, n: int, *, seed: int, temperature: float = 1.0) -> list[str]:
         """Questions about what the model already knows, written with no memory (of `n` tries, the well-formed)."""
-        raw_qs = self._write(["Question:"] * n, seed, 24, temperature) if n > 0 else []
+        raw_qs = self._write([self.fmt.free_question()] * n, seed, 24, temperature) if n > 0 else []
         return [q for q in (raw.split("\n", 1)[0].strip() for raw in raw_qs) if q.endswith("?")]
 
     def _restated_cuts(
@@ -192,7 +194,7 @@ class TeacherSelf:
         """(context, cut) pairs: one sentence of each of `per_memory` sampled restatements, cut at random."""
         rng = random.Random(seed)
         asks = [(mid, c) for mid, c in contexts for _ in range(per_memory)]
-        written = self._write([prompts.restatement(c) for _, c in asks], seed + 2, 64, temperature)
+        written = self._write([self.fmt.restatement(c) for _, c in asks], seed + 2, 64, temperature)
         out = []
         for (mid, c), raw in zip(asks, written):
             said = [x for x in sentences(raw.split("\n", 1)[0]) if x.endswith(".")]

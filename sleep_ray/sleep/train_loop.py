@@ -146,6 +146,14 @@ def shares(xs: list[Any], k: int) -> list[list[Any]]:
     return [xs[i * size : (i + 1) * size] for i in range(k)]
 
 
+def teacher_topk(setting: int, vocab: int) -> int:
+    """The teacher logits a step ships: `setting` when >= 0 (0 = the full vocabulary); with -1, the top 64 for a
+    vocabulary above 8192 tokens (a real model's 49k-152k logits per token would dominate the step), else all."""
+    if setting >= 0:
+        return setting
+    return 64 if vocab > 8192 else 0
+
+
 def _score(teachers: list[Any], batch: list[Any], completions: list[Any], topk: int) -> list[Any]:
     """Split the batch's scoring across the teacher-selves (results come back in batch order)."""
     pairs = zip(teachers, shares(batch, len(teachers)), shares(completions, len(teachers)))
@@ -191,7 +199,7 @@ def train_loop(config: dict[str, Any]) -> None:
         check_fresh([*rolls, *lti], step, s.max_staleness)
         own = iter(rolls)
         completions = [next(own).token_ids if st is None else st.token_ids for st in plan.stored]
-        t_refs = _score(teachers, plan.batch, completions, s.topk)
+        t_refs = _score(teachers, plan.batch, completions, teacher_topk(s.topk, len(tokenizer)))
         group = [d for d in plan.dreams for _ in range(s.group_size)]
         c_ref = critic.score.remote(group, [r.text for r in lti]) if lti else None
         # The student's forward passes run while the teacher and the critic work.

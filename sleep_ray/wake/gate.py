@@ -28,29 +28,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sleep_ray.config import GateConfig
-from sleep_ray.data import prompts
 from sleep_ray.data.schema import Memory
 from sleep_ray.eval.harness import text_perplexity
-from sleep_ray.eval.metrics import exact_match, first_answer
+from sleep_ray.eval.metrics import agree
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
 from sleep_ray.sleep.teacher import TeacherSelf
 from sleep_ray.wake.ledger import Probe
 
 
-def agreement(answers: Sequence[str], references: Sequence[str]) -> float:
-    """Share of answers whose first line equals their reference's after normalisation; 0.0 for no pairs."""
+def agreement(answers: Sequence[str], references: Sequence[str], score: str = "exact") -> float:
+    """Share of answers that `agree` with their reference (`score`: exact, contains, f1); 0.0 for no pairs."""
     pairs = list(zip(answers, references))
-    return sum(exact_match(first_answer(a), first_answer(r)) for a, r in pairs) / len(pairs) if pairs else 0.0
+    return sum(agree(a, r, score) for a, r in pairs) / len(pairs) if pairs else 0.0
 
 
-def per_memory(memory_ids: Sequence[str], answers: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+def per_memory(
+    memory_ids: Sequence[str], answers: Sequence[str], references: Sequence[str], score: str = "exact"
+) -> dict[str, float]:
     """memory id -> `agreement` of its answers with their references (answers grouped by `memory_ids`)."""
     groups: dict[str, tuple[list[str], list[str]]] = {}
     for mid, a, r in zip(memory_ids, answers, references):
         groups.setdefault(mid, ([], []))[0].append(a)
         groups[mid][1].append(r)
-    return {mid: agreement(a, r) for mid, (a, r) in groups.items()}
+    return {mid: agreement(a, r, score) for mid, (a, r) in groups.items()}
 
 
 @dataclass
@@ -108,32 +109,35 @@ def run_gate(
     *,
     anchor: str = "",
     regression: Sequence[Probe] = (),
+    score: str = "exact",
 ) -> GateResult:
     """Write the probes with the serving checkpoint (old-knowledge ones with `anchor`, default the serving one),
     answer them with both, re-ask the `regression` probes, and `decide`. With no `memories`, only retention,
-    reading of nothing (1.0) and the regression probes are checked."""
+    reading of nothing (1.0) and the regression probes are checked. Answers agree as `score` says
+    (`sleep_ray.eval.metrics.agree`: exact first lines, or half their tokens for free-text replies)."""
     writer = TeacherSelf(serving, threads=0)
     items = writer.write_questions(memories, per_memory=cfg.questions_per_memory, seed=cfg.seed) if memories else []
     old_model, tok = writer.model, writer.tokenizer
     keeper = TeacherSelf(anchor, threads=0) if anchor else writer
-    rehearsal = [prompts.closed_book(q) for q in keeper.old_questions(cfg.rehearsal_questions, seed=cfg.seed + 1)]
+    rehearsal = [writer.fmt.closed_book(q) for q in keeper.old_questions(cfg.rehearsal_questions, seed=cfg.seed + 1)]
 
     def answer(model: object, texts: list[str]) -> list[str]:
         return complete(model, tok, texts, max_new_tokens) if texts else []  # type: ignore[arg-type]
 
     refs = answer(old_model, [it.teacher for it in items])
-    serving_new = agreement(answer(old_model, [it.student for it in items]), refs)
+    serving_new = agreement(answer(old_model, [it.student for it in items]), refs, score)
     old_refs = answer(keeper.model, rehearsal)
     new_model, _ = load_pretrained(candidate)
     new_answers = answer(new_model, [it.student for it in items])
-    candidate_new = agreement(new_answers, refs)
-    retention = agreement(answer(new_model, rehearsal), old_refs)
-    reading = agreement(answer(new_model, [it.teacher for it in items]), refs) if items else 1.0
-    held = per_memory([it.memory_id for it in items], new_answers, refs)
+    candidate_new = agreement(new_answers, refs, score)
+    retention = agreement(answer(new_model, rehearsal), old_refs, score)
+    reading = agreement(answer(new_model, [it.teacher for it in items]), refs, score) if items else 1.0
+    held = per_memory([it.memory_id for it in items], new_answers, refs, score)
     again = per_memory(
         [p.memory_id for p in regression],
         answer(new_model, [p.question for p in regression]),
         [p.reference for p in regression],
+        score,
     )
     enough = len(again) >= cfg.min_regression_memories  # one or two lost memories say little about a night
     holding = sum(share >= cfg.memory_hold for share in again.values()) / len(again) if again and enough else None

@@ -5,8 +5,9 @@ snapshot once when it starts, generates with it and is stamped with its version,
 on the old weights while new ones get the new. Generation in a replica is serialised by a lock (one forward pass
 at a time keeps a small CPU replica's latency predictable and sampling repeatable).
 
-Prompts. A checkpoint whose tokenizer has a chat template gets its messages through it, memories in a system
-message. The tiny world's models have none: they were pretrained on `Context: ...\\nQuestion: ...\\nAnswer:`,
+Prompts go through the checkpoint's `PromptFormat`. A checkpoint whose tokenizer has a chat template gets its
+messages through it, memories in a system message (folded into the first user turn when the template has no
+system role). The tiny world's models have none: they were pretrained on `Context: ...\\nQuestion: ...\\nAnswer:`,
 so a chat turns into that shape (the last user message is the question), and a raw completion prompt gets the
 memories as a `Context:` line in front.
 """
@@ -22,9 +23,10 @@ from typing import Any
 import torch
 from transformers import TextIteratorStreamer
 
-from sleep_ray.data import prompts
+from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
+from sleep_ray.models.generate import sampling
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Weights:
     tokenizer: Any
     version: int
     checkpoint: str
+    fmt: PromptFormat = PromptFormat()
 
     @property
     def window(self) -> int:
@@ -49,19 +52,17 @@ def load_weights(checkpoint: str | Path, version: int | None = None, threads: in
     model, tokenizer = load_pretrained(checkpoint)
     model.eval()
     v = read_meta(checkpoint).version if version is None else version
-    return Weights(model, tokenizer, int(v), str(checkpoint))
+    return Weights(model, tokenizer, int(v), str(checkpoint), PromptFormat.of(tokenizer))
 
 
 def chat_prompt(w: Weights, messages: Sequence[tuple[str, str]], context: str) -> str:
     """(role, content) messages -> one prompt string, with `context` (retrieved memories) placed where the model
     reads context."""
-    if getattr(w.tokenizer, "chat_template", None):
+    if w.fmt.chat:
         msgs = [{"role": r, "content": c} for r, c in messages]
-        if context:
-            msgs.insert(0, {"role": "system", "content": f"Things you have been told: {context}"})
-        return str(w.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+        return w.fmt.conversation(msgs, system=f"Things you have been told: {context}" if context else "")
     question = next((c for r, c in reversed(messages) if r == "user"), messages[-1][1]).strip()
-    return prompts.in_context(context, question) if context else prompts.closed_book(question)
+    return w.fmt.in_context(context, question) if context else w.fmt.closed_book(question)
 
 
 def completion_prompt(prompt: str, context: str) -> str:
@@ -82,12 +83,9 @@ class Generator:
         self.lock = threading.Lock()
 
     def _kwargs(self, w: Weights, max_tokens: int, temperature: float) -> dict[str, Any]:
-        kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": w.tokenizer.pad_token_id}
-        if temperature > 1e-4:  # below that, sampling is greedy anyway (and 1/T overflows)
-            kw.update(do_sample=True, temperature=temperature, top_k=None)
-        else:
-            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        return kw
+        sample = temperature > 1e-4  # below that, sampling is greedy anyway (and 1/T overflows)
+        settings = sampling(w.model, w.tokenizer, max_tokens, do_sample=sample, temperature=temperature)
+        return {"generation_config": settings}
 
     @torch.no_grad()
     def complete(

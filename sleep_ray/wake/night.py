@@ -29,7 +29,6 @@ from typing import Any, cast
 from transformers import LlamaForCausalLM
 
 from sleep_ray.config import Config
-from sleep_ray.data import prompts
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from sleep_ray.wake.gate import GateResult, run_gate
@@ -149,7 +148,7 @@ def compact_checkpoint(
     ledger = KnowledgeLedger(store)
     probes = ledger.probes(regression_sample(store, set(), 0))
     writer = TeacherSelf(checkpoint, threads=0)
-    old = [prompts.closed_book(q) for q in writer.old_questions(gate_cfg.rehearsal_questions, seed=cfg.seed + 17)]
+    old = [writer.fmt.closed_book(q) for q in writer.old_questions(gate_cfg.rehearsal_questions, seed=cfg.seed + 17)]
     old_answers = complete(writer.model, writer.tokenizer, old, cfg.eval.max_new_tokens)
     texts = [f"{p.question} {p.reference}" for p in probes]
     texts += [f"{q} {a.split(chr(10), 1)[0]}" for q, a in zip(old, old_answers)]
@@ -173,7 +172,16 @@ def compact_checkpoint(
     save_checkpoint(out, small, tokenizer, new_meta, cfg)
     limit = gate_cfg.regression_memories
     regression = ledger.probes(regression_sample(store, set(), limit))
-    gate = run_gate(checkpoint, str(out), [], gate_cfg, cfg.eval.max_new_tokens, anchor=anchor, regression=regression)
+    gate = run_gate(
+        checkpoint,
+        str(out),
+        [],
+        gate_cfg,
+        cfg.eval.max_new_tokens,
+        anchor=anchor,
+        regression=regression,
+        score=cfg.eval.score,
+    )
     return str(out), gate, {"record": asdict(record), "gate": gate.metrics, "why": gate.reason}
 
 
@@ -209,7 +217,16 @@ def run_night(
     on_stage("gating")
     g = cfg.serve.gate
     regression = ledger.probes(regression_sample(store, set(), g.regression_memories))  # replayed ones too
-    gate = run_gate(serving, str(out), night, g, cfg.eval.max_new_tokens, anchor=anchor, regression=regression)
+    gate = run_gate(
+        serving,
+        str(out),
+        night,
+        g,
+        cfg.eval.max_new_tokens,
+        anchor=anchor,
+        regression=regression,
+        score=cfg.eval.score,
+    )
     result = NightResult("rejected", gate.reason, gate.metrics, seconds, compaction=compaction)
     ledger.note_slept([m.memory_id for m in memories])  # a night cut short does not count as a try
     if not gate.passed:

@@ -71,6 +71,11 @@ def test_example_models_exist_and_were_trained_on_the_configs_world(path):
     from sleep_ray.models.checkpoint import read_meta
 
     cfg = load_config(path)
+    if cfg.bench.real.model:  # a pretrained model imported on first use (sleep-ray import-model), not committed
+        from sleep_ray.models.imported import IMPORTS
+
+        assert cfg.bench.real.model in IMPORTS and cfg.model.path == f"models/{cfg.bench.real.model}"
+        return
     models = [p for p in (cfg.model.path, cfg.pretrain.init_from) if p and not p.startswith("/")]  # not a cluster's
     for model in models:
         assert (ROOT / model / "config.json").is_file(), f"{path.name}: {model} is not a committed model"

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from sleep_ray.eval.metrics import (
+    contains_answer,
     continual_metrics,
     exact_match,
     first_answer,
@@ -14,6 +15,7 @@ from sleep_ray.eval.metrics import (
     normalize_answer,
     perplexity,
     score_answers,
+    score_replies,
     stale_rate,
     token_f1,
 )
@@ -172,3 +174,39 @@ def test_perplexity() -> None:
     assert perplexity(10 * math.log(4.0), 10) == pytest.approx(4.0)
     assert math.isnan(perplexity(1.0, 0))
     assert perplexity(1e6, 1) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("It is Paris.", "Paris", 1.0),
+        ("Paris", "par", 0.0),  # whole tokens only
+        ("The answer is New York City", "New York", 1.0),
+        ("York, New", "New York", 0.0),  # in order and contiguous
+        ("new big york", "New York", 0.0),
+        ("It is the Sleeping Ferryman.", "The Sleeping Ferryman", 1.0),  # articles dropped on both sides
+        ("Two plus two is four.", ["4", "four"], 1.0),  # any of several golds
+        ("about 80,000 users", "80,000", 1.0),
+        ("Paris", "", 0.0),  # empty gold never counts
+        ("the", "the", 0.0),  # gold empty after normalization
+        ("Paris", [], 0.0),
+        ("", "Paris", 0.0),
+    ],
+)
+def test_contains_answer(prediction: str, gold: str | list[str], expected: float) -> None:
+    assert contains_answer(prediction, gold) == expected
+
+
+def test_score_replies() -> None:
+    # 1: "Paris." EM 1, F1 1, contains 1. 2: "It is Rome" vs Rome: EM 0, F1 = 2*(1/3)*1/(4/3) = 0.5, contains 1.
+    # 3: "I do not know" vs ["4", "four"]: all 0.
+    s = score_replies(["Paris.", "It is Rome", "I do not know"], ["Paris", "Rome", ["4", "four"]])
+    assert s["n"] == 3
+    assert s["em"] == pytest.approx(1 / 3)
+    assert s["f1"] == pytest.approx(1.5 / 3)
+    assert s["contains"] == pytest.approx(2 / 3)
+    # The best of several golds: "four" is an exact match of the alias.
+    assert score_replies(["four"], [["4", "four"]]) == {"em": 1.0, "f1": 1.0, "contains": 1.0, "n": 1}
+    assert score_replies([], []) == {"em": 0.0, "f1": 0.0, "contains": 0.0, "n": 0}
+    with pytest.raises(ValueError):
+        score_replies(["a"], [])
