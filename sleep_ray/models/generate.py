@@ -51,21 +51,27 @@ def complete(
 ) -> list[str]:
     """Continue each prompt; returns the decoded new text only (special tokens dropped).
 
-    Prompts are left-padded so all rows end at the same position. A prompt longer than
-    `max_prompt_tokens` (default: the model's window minus `max_new_tokens`) keeps its last tokens.
+    Prompts are left-padded so all rows end at the same position, and batched in order of length (short with
+    short: a batch pads to its longest prompt, and on a CPU the padding costs as much as the prompt); the
+    results come back in the callers' order. A prompt longer than `max_prompt_tokens` (default: the model's
+    window minus `max_new_tokens`) keeps its last tokens.
     """
     window = getattr(model.config, "max_position_embeddings", 2048)
     limit = max_prompt_tokens or max(1, window - max_new_tokens)
     was_training = model.training
     model.eval()
-    out: list[str] = []
+    out = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # stable: equal prompts stay together
     tokenizer.truncation_side = "left"  # a too-long prompt keeps its end, where the question is
     settings = sampling(model, tokenizer, max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k)
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=limit)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        enc = tokenizer(
+            [prompts[i] for i in rows], return_tensors="pt", padding=True, truncation=True, max_length=limit
+        )
         ids = model.generate(**enc.to(model.device), generation_config=settings)  # type: ignore[operator]
         new = ids[:, enc["input_ids"].shape[1] :]
-        out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+        for i, text in zip(rows, tokenizer.batch_decode(new, skip_special_tokens=True)):
+            out[i] = text
     model.train(was_training)
     return out
