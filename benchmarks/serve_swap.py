@@ -59,7 +59,8 @@ def main() -> None:
         grown = status["info"]["checkpoint"]
     grown = str(Path(grown).resolve())
     n_tok = 8
-    expect = {0: expected_answers(base, questions, n_tok), 1: expected_answers(grown, questions, n_tok)}
+    dt = cfg.model.dtype
+    expect = {0: expected_answers(base, questions, n_tok, dt), 1: expected_answers(grown, questions, n_tok, dt)}
     differ = sum(a != b for a, b in zip(expect[0], expect[1]))
     console.print(f"{differ}/{len(questions)} questions are answered differently by v0 and v1")
     swap = Swapper(ep.dashboard, ep.url, ep.config_path, cfg.serve.replicas)

@@ -81,7 +81,7 @@ def evaluated(checkpoint: str | Path, world: World, cfg: Config, cache: Path, *,
     """The harness's metrics of `checkpoint` (closed-book only unless `in_context`), cached in `cache`."""
     if cache.is_file():
         return json.loads(cache.read_text())
-    model, tokenizer = load_pretrained(checkpoint)
+    model, tokenizer = load_pretrained(checkpoint, cfg.model.dtype)
     metrics = evaluate(model, tokenizer, world, cfg.eval, in_context=in_context)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(metrics))
@@ -101,7 +101,7 @@ def _train_cycle(
         return {"method": name, "cycle": cycle, "checkpoint": str(out), "parameters": total, "trained": total,
                 "in_context": [], "wall_s": wall}  # fmt: skip
     record = night_cycle(cfg, world, cfg.model.path, root, cycle)
-    conf = load_pretrained(record["checkpoint"])[0].config
+    conf = load_pretrained(record["checkpoint"], cfg.model.dtype)[0].config
     expert = 3 * int(conf.hidden_size) * cfg.sleep.growth.d_low * int(conf.num_hidden_layers)
     trained = expert if cfg.sleep.growth.enabled else int(record["parameters"])
     return {**record, "method": name, "cycle": cycle, "trained": trained}

@@ -84,7 +84,7 @@ def night_cycle(cfg: Config, world: World, base: str, root: Path, cycle: int) ->
         "replayed": sum(1 for mid in done.info.get("memories", []) if mid not in {m.memory_id for m in new}),
         "compaction": done.info.get("compaction"),
         "checkpoint": checkpoint,
-        "parameters": count_parameters(load_pretrained(checkpoint)[0]),
+        "parameters": count_parameters(load_pretrained(checkpoint, cfg.model.dtype)[0]),
         "in_context": in_context,
         "wall_s": round(time.time() - t0, 1),
     }
@@ -92,7 +92,7 @@ def night_cycle(cfg: Config, world: World, base: str, root: Path, cycle: int) ->
 
 def answerable(checkpoint: str, world: World, cfg: Config, in_context: set[str], cycle: int) -> dict[str, float]:
     """Per cycle label "1".."cycle": accuracy on the answerable-in-context probes (module docstring)."""
-    model, tokenizer = load_pretrained(checkpoint)
+    model, tokenizer = load_pretrained(checkpoint, cfg.model.dtype)
     window = int(model.config.max_position_embeddings) - cfg.eval.max_new_tokens - 32
     count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     by_text = {m.text: m for m in world.stream}

@@ -17,9 +17,9 @@ import numpy as np
 from sleep_ray.wake.model import Generator, chat_prompt, load_weights
 
 
-def expected_answers(checkpoint: str, questions: list[str], max_tokens: int) -> list[str]:
-    """What a version answers (greedy, same prompt shape and stop as the server) to each question."""
-    w, gen = load_weights(checkpoint), Generator()
+def expected_answers(checkpoint: str, questions: list[str], max_tokens: int, dtype: str = "float32") -> list[str]:
+    """What a version answers (greedy, same prompt shape and stop as the server, in `dtype`) to each question."""
+    w, gen = load_weights(checkpoint, dtype=dtype), Generator()
     return [gen.complete(w, chat_prompt(w, [("user", q)], ""), max_tokens, 0.0, ["\n"], None)[0] for q in questions]
 
 

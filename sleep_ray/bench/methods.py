@@ -31,7 +31,7 @@ import torch
 
 from sleep_ray.config import Config
 from sleep_ray.data.schema import Memory
-from sleep_ray.models.build import count_parameters, load_pretrained
+from sleep_ray.models.build import DTYPES, count_parameters, load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from sleep_ray.train.pretrain import make_batch
 
@@ -123,7 +123,7 @@ def sft_cycle(
     b = cfg.bench.consolidation
     steps = b.sft_steps or cfg.sleep.seeding.steps
     batch = b.sft_batch_size or cfg.sleep.seeding.batch_size
-    model, tokenizer = load_pretrained(checkpoint)
+    model, tokenizer = load_pretrained(checkpoint, "float32")  # trains on float32 weights; saved in model.dtype
     pool = _TextPool([m.text for m in memories], [m.text for m in earlier], b.replay_fraction)
     optimizer = torch.optim.AdamW(model.parameters(), lr=b.sft_lr, weight_decay=0.0)
     seq_len = min(cfg.pretrain.seq_len, model.config.max_position_embeddings)
@@ -146,5 +146,5 @@ def sft_cycle(
         parent=str(checkpoint),
         extra=dict(parent.extra),
     )
-    save_checkpoint(out_dir, model, tokenizer, meta, config=cfg)
+    save_checkpoint(out_dir, model.to(DTYPES[cfg.model.dtype]), tokenizer, meta, config=cfg)  # type: ignore[arg-type]
     return count_parameters(model)

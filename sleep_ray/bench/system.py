@@ -223,7 +223,8 @@ def swap_under_load(cfg_path: str | None, overrides: list[str], grown: str, seco
     world = generate_world(cfg.data.world)
     questions = [p.question for m in world.stream if m.cycle == 1 for p in m.probes if p.kind == "new"][:16]
     base, grown = str(Path(cfg.model.path).resolve()), str(Path(grown).resolve())
-    expect = {0: expected_answers(base, questions, 8), 1: expected_answers(grown, questions, 8)}
+    dt = cfg.model.dtype
+    expect = {0: expected_answers(base, questions, 8, dt), 1: expected_answers(grown, questions, 8, dt)}
     swap = Swapper(ep.dashboard, ep.url, ep.config_path, cfg.serve.replicas)
     with Load(ep.url, cfg.serve.model_name, questions, 8, 4) as steady:
         time.sleep(seconds)

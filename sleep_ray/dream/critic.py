@@ -36,11 +36,12 @@ class TrialCritic:
         threads: int = 1,
         worker: int = 0,
         score: str = "exact",
+        dtype: str = "float32",
     ):
         if threads:
             torch.set_num_threads(threads)
         self.cfg, self.worker, self.score = cfg, worker, score
-        model, self.tokenizer = load_pretrained(checkpoint)
+        model, self.tokenizer = load_pretrained(checkpoint, dtype)  # model.dtype; peft keeps the adapter in float32
         if growth is not None:
             freeze_all_but_expert(model, growth)  # the new expert: what importance is measured on
         self.expert = [p for p in model.parameters() if p.requires_grad]

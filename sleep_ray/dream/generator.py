@@ -41,10 +41,11 @@ class DreamGenerator:
         seed: int = 0,
         engine: str = "hf",
         engine_kwargs: Mapping[str, Any] | None = None,
+        dtype: str = "float32",
     ):
         if threads:
             torch.set_num_threads(threads)
-        model, tokenizer = load_pretrained(checkpoint)
+        model, tokenizer = load_pretrained(checkpoint, dtype)  # model.dtype; peft keeps the adapter in float32
         self.cfg = cfg
         self.lora = Adapter(model, tokenizer, r=cfg.lora_rank, seed=seed)
         self.version = 0

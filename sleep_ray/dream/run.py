@@ -199,7 +199,13 @@ def run_dreaming(
     )
     gens = [
         role_actor(DreamGenerator, r.dream_generator).remote(
-            seeded, d, threads=threads, seed=seed, engine=r.engine, engine_kwargs=engine_kwargs(cfg)
+            seeded,
+            d,
+            threads=threads,
+            seed=seed,
+            engine=r.engine,
+            engine_kwargs=engine_kwargs(cfg),
+            dtype=cfg.model.dtype,
         )
         for _ in range(d.num_workers)
     ]
@@ -212,7 +218,16 @@ def run_dreaming(
 
         def new_critic(worker: int) -> Any:
             cls = role_actor(TrialCritic, r.trial_critic)
-            return cls.remote(seeded, probes, d, growth=growth, threads=threads, worker=worker, score=cfg.eval.score)
+            return cls.remote(
+                seeded,
+                probes,
+                d,
+                growth=growth,
+                threads=threads,
+                worker=worker,
+                score=cfg.eval.score,
+                dtype=cfg.model.dtype,
+            )
 
         pool = TrialPool(new_critic, d.num_workers, d.trial_timeout_s)
         rounds, winners = [], []

@@ -26,7 +26,7 @@ def run_eval(
     """Evaluate `checkpoint` on every probe of `world` in `cfg.eval.splits` and write the report."""
     torch.set_num_threads(cfg.pretrain.threads)
     t0 = time.time()
-    model, tokenizer = load_pretrained(checkpoint)
+    model, tokenizer = load_pretrained(checkpoint, cfg.model.dtype)
     metrics = evaluate(model, tokenizer, world, cfg.eval)
     report = EvalReport(
         model=str(checkpoint),

@@ -20,6 +20,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleep_ray.config import to_yaml
+from sleep_ray.models.build import DTYPES
 
 META_FILE = "sleep_ray.json"
 CONFIG_FILE = "sleep_ray.yaml"
@@ -68,3 +69,39 @@ def read_meta(ckpt_dir: str | Path) -> CheckpointMeta:
     if not path.is_file():
         return CheckpointMeta(created=0.0)
     return CheckpointMeta(**json.loads(path.read_text()))
+
+
+def cast_weights(ckpt_dir: str | Path, dtype: str) -> bool:
+    """Rewrite an HF directory's weights in `dtype` ("float32", "bfloat16", "float16"), in place: every
+    floating-point tensor of its safetensors files, and config.json's `dtype` (and `torch_dtype`, where present).
+    A sleep trains on float32 master weights and exports in `model.dtype` this way. Returns whether a tensor
+    changed; raises FileNotFoundError for a directory without safetensors weights."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    target, path = DTYPES[dtype], Path(ckpt_dir)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{path} holds no safetensors weights to cast to {dtype}")
+    changed, total = False, 0
+    for file in files:
+        with safe_open(str(file), "pt") as f:
+            metadata = f.metadata()
+        tensors = load_file(str(file))
+        cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        total += sum(t.numel() * t.element_size() for t in cast.values())
+        if any(t.dtype != tensors[k].dtype for k, t in cast.items()):
+            save_file(cast, str(file), metadata=metadata)
+            changed = True
+    index = path / "model.safetensors.index.json"
+    if changed and index.is_file():
+        data = json.loads(index.read_text())
+        data.setdefault("metadata", {})["total_size"] = total
+        index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    config = path / "config.json"
+    conf = json.loads(config.read_text())
+    keys = [k for k in ("dtype", "torch_dtype") if k in conf] or ["dtype"]
+    if any(conf.get(k) != dtype for k in keys):
+        conf.update(dict.fromkeys(keys, dtype))
+        config.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+    return changed

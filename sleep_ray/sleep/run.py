@@ -32,7 +32,14 @@ from sleep_ray.config import Config, ConfigError, SeedingConfig, to_yaml
 from sleep_ray.data.grounding import Ledger, check_grounding
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import load_pretrained
-from sleep_ray.models.checkpoint import CONFIG_FILE, META_FILE, CheckpointMeta, read_meta, save_checkpoint
+from sleep_ray.models.checkpoint import (
+    CONFIG_FILE,
+    META_FILE,
+    CheckpointMeta,
+    cast_weights,
+    read_meta,
+    save_checkpoint,
+)
 from sleep_ray.models.support import GrowthUnsupportedError, growth_support_at
 from sleep_ray.rollout.hf import HFEngine
 from sleep_ray.sleep.budget import night_steps
@@ -72,12 +79,13 @@ def check_growth(cfg: Config, checkpoint: str) -> None:
 
 
 def grow_student(cfg: Config, checkpoint: str, init: Path, cycle: int) -> None:
-    """Save the student's starting point: the pre-sleep model grown by one expert (function-preserving).
-    Raises GrowthUnsupportedError, before anything is loaded or written, for an architecture growth cannot widen."""
+    """Save the student's starting point: the pre-sleep model grown by one expert (function-preserving), in
+    `model.dtype`. Raises GrowthUnsupportedError, before anything is loaded or written, for an architecture growth
+    cannot widen."""
     check_growth(cfg, checkpoint)
     if (init / "config.json").is_file():
         return  # a resumed sleep keeps the expert it started with
-    base, tokenizer = load_pretrained(checkpoint)
+    base, tokenizer = load_pretrained(checkpoint, cfg.model.dtype)
     experts = int(read_meta(checkpoint).extra.get("experts", 0))
     student, record = make_student(base, cfg.sleep.growth, seed=cfg.seed * 1000 + cycle, experts_so_far=experts)
     save_checkpoint(init, student, tokenizer, CheckpointMeta(producer="growth", parent=str(checkpoint)), cfg)
@@ -374,7 +382,8 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
 def export_checkpoint(
     cfg: Config, parent: str, source: Path, out: Path, cycle: int, record: dict[str, Any], version: int | None
 ) -> Path:
-    """Copy the trained HF directory to `out` (atomically) with the new weight version and the run record."""
+    """Copy the trained HF directory to `out` (atomically) with the new weight version and the run record, its
+    weights in `model.dtype` (the student trains on float32 master weights)."""
     parent_meta = read_meta(parent)
     growth = load_growth(source) if (source / "growth.json").is_file() else None
     experts = int(parent_meta.extra.get("experts", 0)) + (1 if growth is not None else 0)
@@ -397,6 +406,7 @@ def export_checkpoint(
         shutil.rmtree(tmp)
     shutil.copytree(source, tmp)
     (tmp / "growth.json").unlink(missing_ok=True)
+    cast_weights(tmp, cfg.model.dtype)
     (tmp / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
     (tmp / CONFIG_FILE).write_text(to_yaml(cfg))
     (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2))

@@ -60,7 +60,9 @@ def load_growth(path: str | Path) -> GrowthRecord | None:
 
 
 def load_student(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, GrowthRecord | None]:
-    model, tokenizer = load_pretrained(path)
+    """The student to train, in float32 whatever `model.dtype` its init was saved in: AdamW steps on float32
+    master weights (forward passes autocast to `model.dtype` on CUDA), and the export casts back."""
+    model, tokenizer = load_pretrained(path, "float32")
     return model, tokenizer, load_growth(path)
 
 

@@ -166,7 +166,8 @@ class WakeServer:
         self.retrieval = bool(user_config.get("retrieval", self.cfg.serve.retrieval))
         w = self.weights
         if w is None or (w.checkpoint, w.version) != (ckpt, version):
-            self.weights = await asyncio.to_thread(load_weights, ckpt, version, self.cfg.resources.threads_per_process)
+            threads = self.cfg.resources.threads_per_process
+            self.weights = await asyncio.to_thread(load_weights, ckpt, version, threads, self.cfg.model.dtype)
 
     def _w(self) -> Weights:
         if self.weights is None:

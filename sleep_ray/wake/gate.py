@@ -110,15 +110,17 @@ def run_gate(
     anchor: str = "",
     regression: Sequence[Probe] = (),
     score: str = "exact",
+    dtype: str = "float32",
 ) -> GateResult:
     """Write the probes with the serving checkpoint (old-knowledge ones with `anchor`, default the serving one),
     answer them with both, re-ask the `regression` probes, and `decide`. With no `memories`, only retention,
     reading of nothing (1.0) and the regression probes are checked. Answers agree as `score` says
-    (`sleep_ray.eval.metrics.agree`: exact first lines, or half their tokens for free-text replies)."""
-    writer = TeacherSelf(serving, threads=0)
+    (`sleep_ray.eval.metrics.agree`: exact first lines, or half their tokens for free-text replies). Every model
+    loads in `dtype` (model.dtype)."""
+    writer = TeacherSelf(serving, threads=0, dtype=dtype)
     items = writer.write_questions(memories, per_memory=cfg.questions_per_memory, seed=cfg.seed) if memories else []
     old_model, tok = writer.model, writer.tokenizer
-    keeper = TeacherSelf(anchor, threads=0) if anchor else writer
+    keeper = TeacherSelf(anchor, threads=0, dtype=dtype) if anchor else writer
     rehearsal = [writer.fmt.closed_book(q) for q in keeper.old_questions(cfg.rehearsal_questions, seed=cfg.seed + 1)]
 
     def answer(model: object, texts: list[str]) -> list[str]:
@@ -127,7 +129,7 @@ def run_gate(
     refs = answer(old_model, [it.teacher for it in items])
     serving_new = agreement(answer(old_model, [it.student for it in items]), refs, score)
     old_refs = answer(keeper.model, rehearsal)
-    new_model, _ = load_pretrained(candidate)
+    new_model, _ = load_pretrained(candidate, dtype)
     new_answers = answer(new_model, [it.student for it in items])
     candidate_new = agreement(new_answers, refs, score)
     retention = agreement(answer(new_model, rehearsal), old_refs, score)

@@ -46,10 +46,13 @@ class Weights:
         return len(self.tokenizer(text)["input_ids"])
 
 
-def load_weights(checkpoint: str | Path, version: int | None = None, threads: int = 1) -> Weights:
-    """Load a checkpoint directory for serving; its version is `version`, else the one in its sleep_ray.json."""
+def load_weights(
+    checkpoint: str | Path, version: int | None = None, threads: int = 1, dtype: str = "float32"
+) -> Weights:
+    """Load a checkpoint directory for serving in `dtype` (model.dtype); its version is `version`, else the one in
+    its sleep_ray.json."""
     torch.set_num_threads(threads)
-    model, tokenizer = load_pretrained(checkpoint)
+    model, tokenizer = load_pretrained(checkpoint, dtype)
     model.eval()
     v = read_meta(checkpoint).version if version is None else version
     return Weights(model, tokenizer, int(v), str(checkpoint), PromptFormat.of(tokenizer))

@@ -118,10 +118,10 @@ def size_anchor(cfg: Config) -> str:
     return cfg.sleep.lifelong.anchor or cfg.model.path
 
 
-def _parameters(checkpoint: str) -> int:
+def _parameters(checkpoint: str, dtype: str) -> int:
     from sleep_ray.models.build import count_parameters, load_pretrained
 
-    return count_parameters(load_pretrained(checkpoint)[0])
+    return count_parameters(load_pretrained(checkpoint, dtype)[0])
 
 
 def compaction_due(cfg: Config, checkpoint: str) -> bool:
@@ -131,7 +131,7 @@ def compaction_due(cfg: Config, checkpoint: str) -> bool:
         return False
     conf = json.loads((Path(checkpoint) / "config.json").read_text())
     expert = 3 * int(conf["hidden_size"]) * g.d_low * int(conf["num_hidden_layers"])
-    return _parameters(checkpoint) + expert > g.max_size * _parameters(anchor)
+    return _parameters(checkpoint, cfg.model.dtype) + expert > g.max_size * _parameters(anchor, cfg.model.dtype)
 
 
 def compact_checkpoint(
@@ -139,7 +139,7 @@ def compact_checkpoint(
 ) -> tuple[str, GateResult, dict[str, Any]]:
     """Compact `checkpoint`'s grown units into `out` and gate it against `checkpoint` (no gain asked; old
     knowledge against the anchor; the regression probes of every memory in the weights, bounded as the gate's)."""
-    from sleep_ray.models.build import load_pretrained
+    from sleep_ray.models.build import DTYPES, load_pretrained
     from sleep_ray.models.compact import compact
     from sleep_ray.models.generate import complete
     from sleep_ray.sleep.teacher import TeacherSelf
@@ -147,13 +147,13 @@ def compact_checkpoint(
     g, gate_cfg, anchor = cfg.sleep.growth, cfg.serve.gate, size_anchor(cfg)
     ledger = KnowledgeLedger(store)
     probes = ledger.probes(regression_sample(store, set(), 0))
-    writer = TeacherSelf(checkpoint, threads=0)
+    writer = TeacherSelf(checkpoint, threads=0, dtype=cfg.model.dtype)
     old = [writer.fmt.closed_book(q) for q in writer.old_questions(gate_cfg.rehearsal_questions, seed=cfg.seed + 17)]
     old_answers = complete(writer.model, writer.tokenizer, old, cfg.eval.max_new_tokens)
     texts = [f"{p.question} {p.reference}" for p in probes]
     texts += [f"{q} {a.split(chr(10), 1)[0]}" for q, a in zip(old, old_answers)]
     texts += [m.text for m in store.consolidated()]
-    loaded, tokenizer = load_pretrained(checkpoint)
+    loaded, tokenizer = load_pretrained(checkpoint, "float32")  # distils on float32 weights; saved in model.dtype
     model = cast(LlamaForCausalLM, loaded)
     base_units = int(json.loads((Path(anchor) / "config.json").read_text())["intermediate_size"])
     small, record = compact(
@@ -169,7 +169,7 @@ def compact_checkpoint(
     meta = read_meta(checkpoint)
     extra = {**meta.extra, "compaction": asdict(record)}
     new_meta = CheckpointMeta(meta.version, meta.step, meta.seed, producer="compaction", parent=checkpoint, extra=extra)
-    save_checkpoint(out, small, tokenizer, new_meta, cfg)
+    save_checkpoint(out, small.to(DTYPES[cfg.model.dtype]), tokenizer, new_meta, cfg)  # type: ignore[arg-type]
     limit = gate_cfg.regression_memories
     regression = ledger.probes(regression_sample(store, set(), limit))
     gate = run_gate(
@@ -181,6 +181,7 @@ def compact_checkpoint(
         anchor=anchor,
         regression=regression,
         score=cfg.eval.score,
+        dtype=cfg.model.dtype,
     )
     return str(out), gate, {"record": asdict(record), "gate": gate.metrics, "why": gate.reason}
 
@@ -226,6 +227,7 @@ def run_night(
         anchor=anchor,
         regression=regression,
         score=cfg.eval.score,
+        dtype=cfg.model.dtype,
     )
     result = NightResult("rejected", gate.reason, gate.metrics, seconds, compaction=compaction)
     ledger.note_slept([m.memory_id for m in memories])  # a night cut short does not count as a try

@@ -239,3 +239,29 @@ def test_config_shapes_growth_cannot_widen(config, words):
 )
 def test_gated_silu_and_gelu_mlps_are_supported(config):
     assert growth_support(config) is None
+
+
+# A Gemma-style template that refuses a system turn: a retrieved memory must still reach the model.
+_NO_SYSTEM_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}<turn>{{ m['role'] }}\n{{ m['content'] }}</turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<turn>assistant\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("kind", SUPPORTED + REFUSED)
+def test_every_architecture_serves_a_chat_with_a_retrieved_memory(kind, saved):
+    """Serving does not depend on growth: every architecture answers a chat whose retrieved memory goes in
+    context, also through a template without a system role."""
+    from dataclasses import replace
+
+    from sleep_ray.data.prompts import PromptFormat
+    from sleep_ray.wake.model import Generator, chat_prompt, load_weights
+
+    w = load_weights(saved[kind])
+    w.tokenizer.chat_template = _NO_SYSTEM_TEMPLATE
+    w = replace(w, fmt=PromptFormat.of(w.tokenizer))
+    prompt = chat_prompt(w, [("user", "Where does Ana Vel live?")], "Ana Vel lives in Miravel.")
+    assert "Ana Vel lives in Miravel." in prompt and "system" not in prompt
+    text, finish, prompt_tokens, completion_tokens = Generator().complete(w, prompt, 4, 0.0, (), seed=0)
+    assert isinstance(text, str) and finish in ("stop", "length") and prompt_tokens > 0 and completion_tokens <= 4
