@@ -172,18 +172,25 @@ def compact_checkpoint(
     save_checkpoint(out, small.to(DTYPES[cfg.model.dtype]), tokenizer, new_meta, cfg)  # type: ignore[arg-type]
     limit = gate_cfg.regression_memories
     regression = ledger.probes(regression_sample(store, set(), limit))
-    gate = run_gate(
-        checkpoint,
-        str(out),
-        [],
-        gate_cfg,
+    gate = gate_night(cfg, checkpoint, str(out), [], regression)
+    return str(out), gate, {"record": asdict(record), "gate": gate.metrics, "why": gate.reason}
+
+
+def gate_night(
+    cfg: Config, serving: str, candidate: str, memories: Sequence[Memory], regression: Sequence[Any]
+) -> GateResult:
+    """`run_gate` with the run's settings: the anchor, the reply score and the dtype from `cfg`."""
+    return run_gate(
+        serving,
+        candidate,
+        memories,
+        cfg.serve.gate,
         cfg.eval.max_new_tokens,
-        anchor=anchor,
+        anchor=size_anchor(cfg),
         regression=regression,
         score=cfg.eval.score,
         dtype=cfg.model.dtype,
     )
-    return str(out), gate, {"record": asdict(record), "gate": gate.metrics, "why": gate.reason}
 
 
 def run_night(
@@ -203,7 +210,6 @@ def run_night(
     `commit` and settle the ledger (module docstring). A rejection leaves serving and the ledger untouched."""
     t0 = time.time()
     ledger = KnowledgeLedger(store)
-    anchor = size_anchor(cfg)
     recall = [Memory(version, m.memory_id, m.kind, m.text) for m in store.memories()]
     night = [Memory(version, m.memory_id, m.kind, m.text) for m in memories]
     parent, compaction, held = serving, None, {}
@@ -218,17 +224,7 @@ def run_night(
     on_stage("gating")
     g = cfg.serve.gate
     regression = ledger.probes(regression_sample(store, set(), g.regression_memories))  # replayed ones too
-    gate = run_gate(
-        serving,
-        str(out),
-        night,
-        g,
-        cfg.eval.max_new_tokens,
-        anchor=anchor,
-        regression=regression,
-        score=cfg.eval.score,
-        dtype=cfg.model.dtype,
-    )
+    gate = gate_night(cfg, serving, str(out), night, regression)
     result = NightResult("rejected", gate.reason, gate.metrics, seconds, compaction=compaction)
     ledger.note_slept([m.memory_id for m in memories])  # a night cut short does not count as a try
     if not gate.passed:
