@@ -11,7 +11,8 @@ Replies are scored by `eval.score` (the real model answers in sentences: "contai
 gold answer). The night is `sleep_ray.wake.night.sleep_stages`, the code the wake endpoint runs, rendered through
 the checkpoint's chat template (`sleep_ray.data.prompts.PromptFormat`). Under `<run_dir>/bench/real/`:
 
-    world/              world.jsonl (the general questions the base answers, as base probes) + stream.jsonl
+    world/              world.jsonl (the general questions the base answers, as base probes) + stream.jsonl;
+                        written once per run_dir (a new bench.real.passages needs a new run_dir)
     base.json           the base model's evaluation (cached)
     <label>/            the slept checkpoint, its sleep record beside it
     <label>.json        before / in context / after / general ability, sleep seconds, material counts

@@ -8,23 +8,21 @@ Two files ship with the package in `sleep_ray/data/natural/`:
     with three `new` probes whose gold answers are short spans copied verbatim from the passage;
   * `general.jsonl`, common world-knowledge questions (`{"question", "answer", "aliases"}` per line) that a
     small instruct model has a fair chance of answering: the general-ability check that sleeping should not
-    erode. A caller that has the base model asks it every question and keeps, with `keep_answered`, those it
-    answers right; nothing here loads a model.
+    erode. `sleep-ray bench real` asks the base model every question and keeps those it answers right
+    (`sleep_ray.bench.real.answered_gold`); nothing here loads a model.
 
     memories = natural_stream()                              # list[Memory], validated by read_stream
-    kept = keep_answered(general_questions(), replies)       # replies[i] answers questions[i]
+    questions = general_questions()                          # list[GeneralQuestion]
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from typing import Any
 
 from sleep_ray.data.schema import Memory, read_stream
-from sleep_ray.eval.metrics import contains_answer
 
 _PACKAGE = "sleep_ray.data"
 STREAM_FILE = "natural/stream.jsonl"
@@ -70,13 +68,3 @@ def general_questions() -> list[GeneralQuestion]:
         if line.strip():
             out.append(_parse_general(json.loads(line), f"{GENERAL_FILE}:{number}"))
     return out
-
-
-def keep_answered(questions: Sequence[GeneralQuestion], replies: Sequence[str]) -> list[GeneralQuestion]:
-    """The questions whose reply contains the gold answer or an alias (`contains_answer`, SQuAD-normalized).
-
-    `replies[i]` is the model's free-text reply to `questions[i]` (equal lengths, else ValueError). Order is kept.
-    """
-    if len(questions) != len(replies):
-        raise ValueError(f"keep_answered: {len(questions)} questions but {len(replies)} replies")
-    return [q for q, r in zip(questions, replies, strict=True) if contains_answer(r, q.golds())]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from importlib.resources import as_file, files
 
-import pytest
-
 from sleep_ray.data.corpus import sentences
-from sleep_ray.data.natural import GeneralQuestion, general_questions, keep_answered, natural_stream
+from sleep_ray.data.natural import GeneralQuestion, general_questions, natural_stream
 from sleep_ray.data.schema import read_stream
 from sleep_ray.eval.metrics import normalize_answer
 
@@ -51,7 +49,9 @@ def test_general_questions() -> None:
             assert f" {normalize_answer(gold)} " not in f" {normalize_answer(q.question)} ", q.question
 
 
-def test_keep_answered() -> None:
+def test_a_general_question_counts_as_known_by_the_gold_or_alias_its_reply_holds() -> None:
+    from sleep_ray.bench.real import answered_gold
+
     qs = [
         GeneralQuestion("What is two plus two?", "4", ("four",)),
         GeneralQuestion("What is the capital of France?", "Paris"),
@@ -59,9 +59,6 @@ def test_keep_answered() -> None:
         GeneralQuestion("Who wrote Hamlet?", "William Shakespeare", ("Shakespeare",)),
     ]
     replies = ["Two plus two is four.", "The capital of France is Lyon.", "Greenish", "It was Shakespeare!"]
-    kept = keep_answered(qs, replies)
-    assert kept == [qs[0], qs[3]]  # alias "four"; "Lyon" wrong; "greenish" is not the token "green"; alias
-    assert keep_answered(qs[:1], ["4"]) == qs[:1]
-    assert keep_answered([], []) == []
-    with pytest.raises(ValueError):
-        keep_answered(qs, replies[:2])
+    # alias "four"; "Lyon" wrong; "greenish" is not the token "green"; alias "Shakespeare"
+    assert [answered_gold(q, r) for q, r in zip(qs, replies)] == ["four", None, None, "Shakespeare"]
+    assert answered_gold(qs[0], "4") == "4"
