@@ -13,7 +13,6 @@ is deleted once the sleep has succeeded. Metrics (JSON lines, TensorBoard) go to
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -44,7 +43,8 @@ from sleep_ray.models.support import GrowthUnsupportedError, growth_support_at
 from sleep_ray.rollout.hf import HFEngine
 from sleep_ray.sleep.budget import night_steps
 from sleep_ray.sleep.critic import RewardCritic
-from sleep_ray.sleep.records import RoleTimeoutError, call
+from sleep_ray.sleep.fit import FitDeadline
+from sleep_ray.sleep.records import call
 from sleep_ray.sleep.resources import Placement, check_resources, ray_resources, role_actor
 from sleep_ray.sleep.student import load_growth, make_student, save_growth
 from sleep_ray.sleep.teacher import TeacherSelf
@@ -98,21 +98,6 @@ def _engine_class(cfg: Config) -> Any:
 
         return VLLMEngine
     return HFEngine
-
-
-def _fit(trainer: Any, timeout_s: float) -> Any:
-    """`trainer.fit()` that raises instead of waiting forever (e.g. workers that can never be scheduled)."""
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(trainer.fit)
-    try:
-        return future.result(timeout=timeout_s)
-    except concurrent.futures.TimeoutError:
-        raise RoleTimeoutError(
-            f"Ray Train fit() did not finish within {timeout_s:g} s (resources.fit_timeout_s); check that the "
-            "cluster has resources.train_workers x resources.trainer free"
-        ) from None
-    finally:
-        pool.shutdown(wait=False)
 
 
 def init_ray(cfg: Config) -> None:
@@ -226,6 +211,7 @@ def train_student(
     use_gpu = r.trainer.gpus > 0
     teachers, critic, engines = actors
     storage = (work / "ray").resolve()  # Ray Train resumes a run of the same name from its last checkpoint
+    deadline = FitDeadline(r.fit_timeout_s)  # a run still going then is aborted and the sleep fails
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
@@ -255,9 +241,10 @@ def train_student(
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             # a dead worker: Ray Train restarts the group, which resumes from the last checkpoint
             failure_config=FailureConfig(max_failures=r.train_max_failures),
+            callbacks=[deadline],  # type: ignore[list-item]  # typed as Ray Train v1's (Tune callbacks)
         ),
     )
-    return _fit(trainer, r.fit_timeout_s) if s.steps else None
+    return deadline.fit(trainer) if s.steps else None
 
 
 def run_seeding(

@@ -47,14 +47,16 @@ STATE_FILE = "train_state.pt"
 MODEL_DIR = "model"
 
 
-def _save(model: torch.nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer, step: int, growth: Path) -> Any:
-    """A Ray Train checkpoint: the HF model directory (loadable as is) plus optimizer state and step."""
-    tmp = Path(tempfile.mkdtemp(prefix="sleep_ckpt_"))
-    model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)  # type: ignore[operator]
-    tokenizer.save_pretrained(tmp / MODEL_DIR)
-    (tmp / MODEL_DIR / growth.name).write_text(growth.read_text())
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / STATE_FILE)
-    return ray.train.Checkpoint.from_directory(str(tmp))
+def _save(
+    to: Path, model: torch.nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer, step: int, growth: Path
+) -> Any:
+    """A Ray Train checkpoint in directory `to`: the HF model directory (loadable as is) plus optimizer state and
+    step."""
+    model.save_pretrained(to / MODEL_DIR, safe_serialization=True)  # type: ignore[operator]
+    tokenizer.save_pretrained(to / MODEL_DIR)
+    (to / MODEL_DIR / growth.name).write_text(growth.read_text())
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, to / STATE_FILE)
+    return ray.train.Checkpoint.from_directory(str(to))
 
 
 def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -249,5 +251,8 @@ def train_loop(config: dict[str, Any]) -> None:
         last = version == s.steps
         if last or version % s.checkpoint_every == 0:
             growth = Path(config["init"]) / GROWTH_FILE
-            ckpt = _save(model, tokenizer, optimizer, version, growth) if rank == 0 else None
-            ray.train.report(row, checkpoint=ckpt)
+            if rank == 0:  # report copies the checkpoint into the run's storage: the temporary copy then goes
+                with tempfile.TemporaryDirectory(prefix="sleep_ckpt_") as tmp:
+                    ray.train.report(row, checkpoint=_save(Path(tmp), model, tokenizer, optimizer, version, growth))
+            else:
+                ray.train.report(row, checkpoint=None)
