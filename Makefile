@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-vllm lint format clean
+.PHONY: install demo test test-heavy test-vllm lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -36,7 +36,11 @@ demo: install
 	$(VENV)/bin/sleep-ray demo --config examples/tiny_cpu.yaml
 
 test: install
-	$(VENV)/bin/pytest -m "not vllm and not gpu" -q --durations=15
+	$(VENV)/bin/pytest -m "not vllm and not gpu and not heavy" -q --durations=15
+
+# The end-to-end tests of minutes each (kept out of `make test` so that it stays under 25 minutes on 2 cores).
+test-heavy: install
+	$(VENV)/bin/pytest -m "heavy" -q --durations=15
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/pytest -m vllm -q

@@ -193,7 +193,7 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
 
     ep = launch(args.config, list(args.overrides))
     console.print(f"wake endpoint: {ep.url} (weight version {ep.version}); OpenAPI at {ep.url}/openapi.json")
-    console.print(f"admin token (memories, sleep, rollback): {ep.admin_token}")
+    console.print(f"admin token (memories, sleep, rollback): {ep.admin_token_from}")
     console.print(f"Serve config (for `serve deploy` / RayService): {ep.config_path}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -112,7 +112,7 @@ def answerable(checkpoint: str, world: World, cfg: Config, in_context: set[str],
         memory = by_text.get(it.context)
         if memory is not None and memory.memory_id in in_context:
             budget = window - count(fmt.in_context("", it.probe.question))
-            found = context_for(it.probe.question, context_memories, cfg.serve.retrieval_k, count, budget)
+            found, _ = context_for(it.probe.question, context_memories, cfg.serve.retrieval_k, count, budget)
             texts.append(fmt.in_context(found, it.probe.question) if found else fmt.closed_book(it.probe.question))
         else:
             texts.append(fmt.closed_book(it.probe.question))

@@ -14,13 +14,17 @@ import time
 import httpx
 import numpy as np
 
+from sleep_ray.wake.exchange import Sampling
 from sleep_ray.wake.model import Generator, chat_prompt, load_weights
 
 
 def expected_answers(checkpoint: str, questions: list[str], max_tokens: int, dtype: str = "float32") -> list[str]:
     """What a version answers (greedy, same prompt shape and stop as the server, in `dtype`) to each question."""
     w, gen = load_weights(checkpoint, dtype=dtype), Generator()
-    return [gen.complete(w, chat_prompt(w, [("user", q)], ""), max_tokens, 0.0, ["\n"], None)[0] for q in questions]
+    greedy = Sampling(max_tokens=max_tokens)
+    return [
+        gen.generate(w, chat_prompt(w, [("user", q)], ""), max_tokens, greedy, ["\n"], 0)[0][0].text for q in questions
+    ]
 
 
 class Load:

@@ -301,8 +301,17 @@ class ServeConfig:
     gpus_per_replica: float = spec(0.0, lo=0.0)
     max_new_tokens: int = spec(32, lo=1, help="default max_tokens of a completion")
     max_tokens_limit: int = spec(256, lo=1, help="largest max_tokens a request may ask for")
-    admin_token: str = spec("", help="bearer token for memory/sleep/rollback routes; env SLEEP_RAY_ADMIN_TOKEN")
-    completion_token: str = spec("", help="bearer token for completion routes ('' = open); env SLEEP_RAY_API_TOKEN")
+    gateways: int = spec(1, lo=1, help="replicas of the HTTP ingress (no weights; checks, routes, memory routes)")
+    admin_token_file: str = spec(
+        "~/.config/sleep_ray/admin_token",
+        help="admin token file (mode 600) unless env SLEEP_RAY_ADMIN_TOKEN is set; `serve` creates it if missing",
+    )
+    api_token_file: str = spec("", help="completion-route token file (mode 600); '' and no SLEEP_RAY_API_TOKEN = open")
+    open_admin: bool = spec(
+        False, help="with no admin token, open the admin routes to anyone (logged) instead of closed"
+    )
+    max_body_bytes: int = spec(1_000_000, lo=1, help="a larger request body is refused (413) before it is parsed")
+    max_prompt_chars: int = spec(32_000, lo=1, help="a longer prompt or message is refused before tokenization")
     retrieval: bool = spec(True, help="prepend relevant unconsolidated memories to prompts")
     retrieval_k: int = spec(1, lo=0, help="memories prepended per prompt at most")
     max_memories_per_call: int = spec(64, lo=1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,14 @@ from typing import Any
 import httpx
 
 from sleep_ray.config import Config
+from sleep_ray.wake.auth import ADMIN_ENV, API_ENV, digest, resolve
 
 IMPORT_PATH = "sleep_ray.wake.app:build_app"
-SERVER, CONTROLLER = "WakeServer", "SleepController"
+SERVER, CONTROLLER, GATEWAY = "WakeServer", "SleepController", "WakeGateway"
 # The scheduler swaps through the head's dashboard and checks the head's HTTP proxy, so it lives on the head node
 # (Ray gives the head the built-in resource `node:__internal_head__`).
 CONTROLLER_OPTIONS: dict[str, Any] = {"num_cpus": 0.05, "resources": {"node:__internal_head__": 0.001}}
+GATEWAY_OPTIONS: dict[str, Any] = {"num_cpus": 0.05}  # checks and routes; the serving replicas do the work
 
 
 def serve_config(cfg: Config, args: dict[str, Any], checkpoint: str, version: int) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def serve_config(cfg: Config, args: dict[str, Any], checkpoint: str, version: in
                         "ray_actor_options": {"num_cpus": s.cpus_per_replica, "num_gpus": s.gpus_per_replica},
                     },
                     {"name": CONTROLLER, "num_replicas": 1, "ray_actor_options": CONTROLLER_OPTIONS},
+                    {"name": GATEWAY, "num_replicas": s.gateways, "ray_actor_options": GATEWAY_OPTIONS},
                 ],
             }
         ],
@@ -130,7 +132,8 @@ class Swapper:
 class Endpoint:
     url: str
     dashboard: str
-    admin_token: str
+    admin_token: str  # in memory only ("" when the admin routes are open)
+    admin_token_from: str  # where it came from, for a message (never the token)
     config_path: Path
     version: int
 
@@ -139,7 +142,8 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     """Deploy the wake application on the connected (or a new local) Ray cluster and wait until it answers.
 
     Paths are made absolute (Serve replicas do not share the caller's working directory). The admin token is,
-    in order: `admin_token`, `serve.admin_token`, env SLEEP_RAY_ADMIN_TOKEN, else a fresh random one."""
+    in order: `admin_token`, env SLEEP_RAY_ADMIN_TOKEN, `serve.admin_token_file`, else a new random one written to
+    that file (mode 600), unless `serve.open_admin`. Only its SHA-256 reaches Serve (`auth.py`)."""
     import ray
 
     from sleep_ray.config import load_config
@@ -153,7 +157,8 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
         absolute.append(f"model.path={Path(cfg.model.path).resolve()}")
     overrides = [*overrides, *absolute]
     cfg = load_config(cfg_path, overrides)
-    token = admin_token or cfg.serve.admin_token or os.environ.get("SLEEP_RAY_ADMIN_TOKEN") or secrets.token_hex(16)
+    admin = resolve(admin_token, ADMIN_ENV, cfg.serve.admin_token_file, create=not cfg.serve.open_admin)
+    api = resolve("", API_ENV, cfg.serve.api_token_file, create=False)
     if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):  # a job on a cluster: its resources are its own
         ray.init(log_to_driver=False, configure_logging=False)
     elif not ray.is_initialized():
@@ -173,7 +178,8 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     args = {
         "config": str(Path(cfg_path).resolve()) if cfg_path else None,
         "overrides": overrides,
-        "admin_token": token,
+        "admin_token_sha256": digest(admin.token) if admin else "",
+        "api_token_sha256": digest(api.token) if api else "",
         "dashboard": dashboard,
         "serve_config": str(config_path),
     }
@@ -182,7 +188,8 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     deploy(dashboard, config)
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     version = wait_until_up(url, timeout_s)
-    return Endpoint(url, dashboard, token, config_path, version)
+    token, where = (admin.token, admin.where) if admin else ("", "none: the admin routes are open")
+    return Endpoint(url, dashboard, token, where, config_path, version)
 
 
 def _dashboard_url() -> str:

@@ -14,19 +14,22 @@ memories as a `Context:` line in front.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from transformers import TextIteratorStreamer
+from transformers import LogitsProcessorList, TextIteratorStreamer
 
 from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.generate import sampling
+from sleep_ray.wake.exchange import Choice, Delta, Sampling, TokenLogprob
+from sleep_ray.wake.logits import OpenAIAdjustments
 
 
 @dataclass(frozen=True)
@@ -79,45 +82,110 @@ def _cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(ends)], True) if ends else (text, False)
 
 
+def encode(w: Weights, prompt: str | Sequence[int]) -> torch.Tensor:
+    """A prompt as input ids [1, P]: text through the tokenizer (its special tokens added), or token ids as given."""
+    if isinstance(prompt, str):
+        return torch.tensor([w.tokenizer(prompt)["input_ids"]], dtype=torch.long)
+    return torch.tensor([list(prompt)], dtype=torch.long)
+
+
+def held_tokens(w: Weights, new: Sequence[int], text: str) -> int:
+    """How many of the generated ids `new` the returned `text` holds: the shortest prefix that decodes to all of it
+    (a stop string and whatever came after it are not counted)."""
+    for k in range(len(new) + 1):
+        if len(w.tokenizer.decode(list(new[:k]), skip_special_tokens=True)) >= len(text):
+            return k
+    return len(new)
+
+
+class _IdStreamer(TextIteratorStreamer):
+    """A text streamer that also keeps the generated ids (for usage and finish reasons)."""
+
+    def __init__(self, tokenizer: Any, **kwargs: Any):
+        super().__init__(tokenizer, **kwargs)
+        self.ids: list[int] = []
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._prompt_seen:
+            self.ids.extend(int(x) for x in value.reshape(-1).tolist())
+        self._prompt_seen = True
+        super().put(value)
+
+
 class Generator:
     """Serialised generation on whatever `Weights` the caller took."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
 
-    def _kwargs(self, w: Weights, max_tokens: int, temperature: float) -> dict[str, Any]:
-        sample = temperature > 1e-4  # below that, sampling is greedy anyway (and 1/T overflows)
-        settings = sampling(w.model, w.tokenizer, max_tokens, do_sample=sample, temperature=temperature)
-        return {"generation_config": settings}
+    def _kwargs(self, w: Weights, prompt_length: int, max_tokens: int, s: Sampling, stops: Sequence[str]) -> dict:
+        sample = s.temperature > 1e-4  # below that, sampling is greedy anyway (and 1/T overflows)
+        settings = sampling(w.model, w.tokenizer, max_tokens, do_sample=sample, temperature=s.temperature)
+        settings.top_p = s.top_p if sample else 1.0
+        settings.num_return_sequences = s.n if sample else 1
+        kwargs: dict[str, Any] = {"generation_config": settings}
+        if stops:
+            settings.stop_strings = list(stops)  # a stopping criterion: generation ends at the stop
+            kwargs["tokenizer"] = w.tokenizer
+        adjust = OpenAIAdjustments(prompt_length, s.frequency_penalty, s.presence_penalty, s.logit_bias)
+        if adjust.active:
+            kwargs["logits_processor"] = LogitsProcessorList([adjust])
+        if s.logprobs is not None:
+            settings.return_dict_in_generate, settings.output_logits = True, True
+        return kwargs
+
+    def _ended(self, w: Weights, new: list[int]) -> tuple[list[int], bool]:
+        """`new` up to its first end-of-sequence id, and whether there was one."""
+        eos = getattr(w.model.generation_config, "eos_token_id", None)
+        ends = set(eos if isinstance(eos, list) else [eos if eos is not None else w.tokenizer.eos_token_id])
+        for i, t in enumerate(new):
+            if t in ends:
+                return new[:i], True
+        return new, False
 
     @torch.no_grad()
-    def complete(
-        self, w: Weights, prompt: str, max_tokens: int, temperature: float, stops: Sequence[str], seed: int | None
-    ) -> tuple[str, str, int, int]:
-        """(text, finish_reason, prompt_tokens, completion_tokens)."""
-        enc = w.tokenizer(prompt, return_tensors="pt")
+    def generate(
+        self, w: Weights, prompt: str | Sequence[int], max_tokens: int, s: Sampling, stops: Sequence[str], first: int
+    ) -> tuple[list[Choice], int]:
+        """`s.n` choices (indices from `first`) and the prompt's token count."""
+        ids = encode(w, prompt)
+        kwargs = self._kwargs(w, ids.shape[1], max_tokens, s, stops)
         with self.lock:
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = w.model.generate(**enc, **self._kwargs(w, max_tokens, temperature))
-        new = out[0, enc["input_ids"].shape[1] :]
-        raw = w.tokenizer.decode(new, skip_special_tokens=True)
-        text, stopped = _cut(raw, stops)
-        ended = stopped or (len(new) < max_tokens) or bool(new.numel() and new[-1] == w.tokenizer.eos_token_id)
-        return text, "stop" if ended else "length", int(enc["input_ids"].shape[1]), int(len(new))
+            if s.seed is not None:
+                torch.manual_seed(s.seed)
+            out = w.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        rows = out.sequences if s.logprobs is not None else out
+        choices = []
+        for r in range(rows.shape[0]):
+            new, eos = self._ended(w, rows[r, ids.shape[1] :].tolist())
+            text, stopped = _cut(w.tokenizer.decode(new, skip_special_tokens=True), stops)
+            k = held_tokens(w, new, text)
+            finish: Literal["stop", "length"] = "stop" if stopped or eos or len(new) < max_tokens else "length"
+            lp = (
+                _logprobs(w, new[:k], [step[r] for step in out.logits[:k]], s.logprobs)
+                if s.logprobs is not None
+                else None
+            )
+            choices.append(Choice(first + r, text, finish, k, lp))
+        while len(choices) < s.n:  # greedy: every choice is the same
+            choices.append(dataclasses.replace(choices[0], index=first + len(choices)))
+        return choices, int(ids.shape[1])
 
     def stream(
-        self, w: Weights, prompt: str, max_tokens: int, temperature: float, stops: Sequence[str], seed: int | None
-    ) -> Iterator[tuple[str, str | None]]:
-        """Yields (text delta, None) as tokens arrive, then ("", finish_reason)."""
-        enc = w.tokenizer(prompt, return_tensors="pt")
-        streamer = TextIteratorStreamer(w.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        kwargs = dict(**enc, **self._kwargs(w, max_tokens, temperature), streamer=streamer)
+        self, w: Weights, prompt: str | Sequence[int], max_tokens: int, s: Sampling, stops: Sequence[str], index: int
+    ) -> Iterator[Delta | int]:
+        """One choice as it is generated: `Delta`s, the last with its finish reason, then its token count."""
+        ids = encode(w, prompt)
+        streamer = _IdStreamer(w.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        one = dataclasses.replace(s, n=1, logprobs=None)
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer)
+        kwargs.update(self._kwargs(w, ids.shape[1], max_tokens, one, stops))
 
         def run() -> None:
             with self.lock, torch.no_grad():
-                if seed is not None:
-                    torch.manual_seed(seed)
+                if s.seed is not None:
+                    torch.manual_seed(s.seed + index)
                 try:
                     w.model.generate(**kwargs)
                 except Exception:
@@ -126,18 +194,32 @@ class Generator:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        sent, finish = "", None
+        sent, stopped = "", False
         for piece in streamer:
             text, stopped = _cut(sent + piece, stops)
             if len(text) > len(sent):
-                yield text[len(sent) :], None
+                yield Delta(index, text[len(sent) :])
                 sent = text
             if stopped:
-                finish = "stop"
-                for _ in streamer:  # let generation finish (it holds the lock); the end marker stops this loop
-                    pass
                 break
+        if stopped:
+            for _ in streamer:  # generation ends at the stop (a stopping criterion); drain its last pieces
+                pass
         thread.join()
-        if finish is None:
-            finish = "length" if len(w.tokenizer(sent, add_special_tokens=False)["input_ids"]) >= max_tokens else "stop"
-        yield "", finish
+        new, eos = self._ended(w, streamer.ids)
+        yield Delta(index, "", "stop" if stopped or eos or len(new) < max_tokens else "length")
+        yield held_tokens(w, new, sent)
+
+
+def _logprobs(w: Weights, new: list[int], logits: list[torch.Tensor], top: int) -> tuple[TokenLogprob, ...]:
+    """Each returned token's log-probability under the model (raw logits, before sampling settings) and its `top`
+    most likely alternatives."""
+    out, offset = [], 0
+    for t, row in zip(new, logits):
+        lp = torch.log_softmax(row.float(), dim=-1)
+        best = torch.topk(lp, top).indices.tolist() if top else []
+        token = w.tokenizer.decode([t])
+        alts = tuple((w.tokenizer.decode([int(b)]), float(lp[b])) for b in best)
+        out.append(TokenLogprob(token, float(lp[t]), offset, alts))
+        offset += len(token)
+    return tuple(out)

@@ -44,15 +44,16 @@ def context_for(
     k: int,
     count_tokens: Callable[[str], int],
     max_tokens: int,
-) -> str:
-    """The texts of the retrieved memories joined by " ", best first, within `max_tokens`; "" if none.
+) -> tuple[str, list[str]]:
+    """The texts of the retrieved memories joined by " ", best first, within `max_tokens` ("" if none), and the
+    ids of exactly the memories in it.
 
     A memory that would take the context past the budget is left out whole (never cut), and the next one is
     tried, so a short memory further down may still fit.
     """
-    chosen: list[str] = []
+    chosen: list[StoredMemory] = []
     for memory in retrieve(query, memories, k):
-        candidate = " ".join([*chosen, memory.text])
+        candidate = " ".join([*(m.text for m in chosen), memory.text])
         if count_tokens(candidate) <= max_tokens:
-            chosen.append(memory.text)
-    return " ".join(chosen)
+            chosen.append(memory)
+    return " ".join(m.text for m in chosen), [m.memory_id for m in chosen]

@@ -19,7 +19,7 @@ from sleep_ray.config import load_config
 from sleep_ray.sleep.run import RECORD_FILE, run_seeding
 from tests.ray.test_sleep import BASE, SMALL_SLEEP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:

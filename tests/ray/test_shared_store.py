@@ -124,6 +124,7 @@ if os.environ.get("{OPENED_LOG}"):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_replicas_on_two_nodes_share_one_store_and_never_open_it(tmp_path):
     """A two-node cluster (head and one worker, one CPU each, so the two serving replicas at 0.6 CPU land one per
     node): a memory POSTed through the endpoint is used in context by both serving replicas; `kill -9` of the

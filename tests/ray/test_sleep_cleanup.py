@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.ray.test_sleep import BASE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 TINY_SLEEP = [
     "sleep.growth.d_low=8",

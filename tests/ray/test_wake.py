@@ -59,7 +59,10 @@ def endpoint(ray_cluster, tmp_path_factory):
     yield ep
     from ray import serve
 
+    from sleep_ray.wake.shared_store import release
+
     serve.delete("sleep_ray")
+    release(Path(run_dir).resolve() / "wake", "sleep_ray")
 
 
 def _admin() -> dict[str, str]:
@@ -103,7 +106,9 @@ def test_openai_client_completions_chat_streaming_and_version(endpoint):
 def test_admin_routes_need_the_token(endpoint):
     body = {"memories": [{"text": FACT}]}
     for headers in ({}, {"Authorization": "Bearer wrong"}):
-        assert httpx.post(f"{endpoint.url}/v1/memories", json=body, headers=headers).status_code == 401
+        refused = httpx.post(f"{endpoint.url}/v1/memories", json=body, headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert refused.json()["error"]["type"] == "authentication_error"
         assert httpx.get(f"{endpoint.url}/v1/memories", headers=headers).status_code == 401
         assert httpx.post(f"{endpoint.url}/v1/sleep", json={}, headers=headers).status_code == 401
         assert httpx.post(f"{endpoint.url}/v1/rollback", headers=headers).status_code == 401
@@ -113,21 +118,21 @@ def test_admin_routes_need_the_token(endpoint):
 @pytest.mark.parametrize(
     "case,kwargs,status",
     [
-        ("malformed json", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422),
-        ("wrong type", {"json": {"memories": [{"text": 5}]}}, 422),
-        ("empty text", {"json": {"memories": [{"text": "  "}]}}, 422),
-        ("oversize text", {"json": {"memories": [{"text": "word " * 100}]}}, 422),
-        ("too many", {"json": {"memories": [{"text": f"Fact {i}."} for i in range(5)]}}, 422),
-        ("unknown field", {"json": {"memories": [{"text": "A fact.", "colour": "red"}]}}, 422),
-        ("bad kind", {"json": {"memories": [{"text": "A fact.", "kind": "rumour"}]}}, 422),
-        ("no memories", {"json": {"memories": []}}, 422),
+        ("malformed json", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400),
+        ("wrong type", {"json": {"memories": [{"text": 5}]}}, 400),
+        ("empty text", {"json": {"memories": [{"text": "  "}]}}, 400),
+        ("oversize text", {"json": {"memories": [{"text": "word " * 100}]}}, 400),
+        ("too many", {"json": {"memories": [{"text": f"Fact {i}."} for i in range(5)]}}, 400),
+        ("unknown field", {"json": {"memories": [{"text": "A fact.", "colour": "red"}]}}, 400),
+        ("bad kind", {"json": {"memories": [{"text": "A fact.", "kind": "rumour"}]}}, 400),
+        ("no memories", {"json": {"memories": []}}, 400),
     ],
 )
 def test_bad_memories_get_4xx_and_change_nothing(endpoint, case, kwargs, status):
     kwargs.setdefault("headers", {}).update(_admin())
     r = httpx.post(f"{endpoint.url}/v1/memories", **kwargs)
     assert r.status_code == status, (case, r.text)
-    assert r.json()["detail"]
+    assert r.json()["error"]["message"] and r.json()["error"]["type"] == "invalid_request_error"
     assert httpx.get(f"{endpoint.url}/v1/memories", headers=_admin()).json()["total"] == 0
 
 
@@ -137,15 +142,117 @@ def test_bad_memories_get_4xx_and_change_nothing(endpoint, case, kwargs, status)
         ({"model": "sleep-ray", "prompt": "Hello " * 600, "max_tokens": 4}, 400),  # over the window
         ({"model": "sleep-ray", "prompt": "Hi", "max_tokens": 10_000}, 400),
         ({"model": "other", "prompt": "Hi"}, 404),
-        ({"model": "sleep-ray", "prompt": ""}, 422),
-        ({"model": "sleep-ray", "prompt": "Hi", "best_of": 3}, 422),
-        ({"model": "sleep-ray", "prompt": "Hi", "temperature": "hot"}, 422),
+        ({"model": "sleep-ray", "prompt": ""}, 400),
+        ({"model": "sleep-ray", "prompt": "Hi", "best_of": 3}, 400),
+        ({"model": "sleep-ray", "prompt": "Hi", "temperature": "hot"}, 400),
+        ({"model": "sleep-ray", "prompt": "Hi", "colour": "red"}, 400),
+        ({"model": "sleep-ray", "prompt": "\ud800"}, 400),  # a lone surrogate: refused, not a 500
     ],
 )
 def test_bad_completions_get_4xx(endpoint, body, status):
     r = httpx.post(f"{endpoint.url}/v1/completions", json=body)
     assert r.status_code == status, r.text
-    assert r.headers["x-weight-version"] == "0"
+    assert r.headers["x-weight-version"] == "0" and r.json()["error"]["message"]
+
+
+def test_openai_client_fields_are_honoured_or_refused_by_name(endpoint):
+    import openai
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{endpoint.url}/v1", api_key="unused", max_retries=0)
+    assert client.models.retrieve("sleep-ray").id == "sleep-ray"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("other")
+    q = "Where does Ana Vel live?"
+    parts = [{"type": "text", "text": q}]
+    chat = client.chat.completions.create(
+        model="sleep-ray",
+        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": parts, "name": "ana"}],
+        max_completion_tokens=6,
+        n=2,
+        temperature=1.0,
+        top_p=0.9,
+        seed=3,
+        user="someone",
+        logprobs=True,
+        top_logprobs=2,
+        frequency_penalty=0.5,
+        presence_penalty=0.5,
+        logit_bias={"5": -1},
+        metadata={"k": "v"},
+        store=False,
+    )
+    assert [c.index for c in chat.choices] == [0, 1] and all(c.logprobs.content for c in chat.choices)
+    assert chat.usage.completion_tokens == sum(len(c.logprobs.content) for c in chat.choices) <= 12
+    assert all(len(t.top_logprobs) == 2 for c in chat.choices for t in c.logprobs.content)
+    listed = client.completions.create(model="sleep-ray", prompt=["Question: Who", [5, 6, 7]], max_tokens=3, n=2)
+    assert sorted(c.index for c in listed.choices) == [0, 1, 2, 3]
+    lp = client.completions.create(model="sleep-ray", prompt="Question: Who", max_tokens=3, logprobs=1)
+    assert len(lp.choices[0].logprobs.tokens) == lp.usage.completion_tokens == 3
+    echo = client.completions.create(model="sleep-ray", prompt="Question: Who", max_tokens=2, echo=True)
+    assert echo.choices[0].text.startswith("Question: Who")
+    stream = client.chat.completions.create(
+        model="sleep-ray",
+        messages=[{"role": "user", "content": q}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens >= 1
+    refused = {
+        "tools": {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+        "response_format": {"response_format": {"type": "json_object"}},
+        "messages.0.content.0.type": {
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+        },
+        "colour": {"extra_body": {"colour": "red"}},
+    }
+    for param, extra in refused.items():
+        body = {"model": "sleep-ray", "messages": [{"role": "user", "content": q}], **extra}
+        extra_body = body.pop("extra_body", {})
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(**body, extra_body=extra_body)
+        assert err.value.body["param"] == param, err.value.body  # OpenAI's error object, naming the parameter
+
+
+def test_a_stop_string_stops_generation_and_usage_counts_what_is_returned(endpoint):
+    body = {"model": "sleep-ray", "prompt": "Question: Who", "max_tokens": 12}
+    full = httpx.post(f"{endpoint.url}/v1/completions", json=body, timeout=60).json()
+    word = full["choices"][0]["text"].split()[1]
+    cut = httpx.post(f"{endpoint.url}/v1/completions", json={**body, "stop": [word]}, timeout=60).json()
+    text = cut["choices"][0]["text"]
+    assert cut["choices"][0]["finish_reason"] == "stop" and word not in text
+    assert cut["usage"]["completion_tokens"] < full["usage"]["completion_tokens"]
+
+
+def test_size_limits_refuse_before_tokenizing_while_other_routes_answer(endpoint):
+    big = {"model": "sleep-ray", "messages": [{"role": "user", "content": "word " * 6_000}]}  # max_prompt_chars
+    waits: list[float] = []
+    done = threading.Event()
+
+    def ask_version() -> None:
+        with httpx.Client(timeout=30) as c:
+            while not done.is_set():
+                t = time.time()
+                c.get(f"{endpoint.url}/v1/version")
+                waits.append(time.time() - t)
+
+    probe = threading.Thread(target=ask_version, daemon=True)
+    probe.start()
+    for _ in range(5):
+        r = httpx.post(f"{endpoint.url}/v1/chat/completions", json=big, timeout=60)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages.0.content"
+    huge = httpx.post(f"{endpoint.url}/v1/completions", content=b"x" * 1_100_000, timeout=60)
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
+    done.set()
+    probe.join(30)
+    assert waits and max(waits) < 1.0, waits
+    for odd in ("\x00", "\u202eRTL", "\ufeffBOM", "e\u0301"):
+        for field in ("prompt", "user", "stop"):
+            body = {"model": "sleep-ray", "prompt": "Question: Who", "max_tokens": 1, field: odd}
+            r = httpx.post(f"{endpoint.url}/v1/completions", json=body, timeout=60)
+            assert r.status_code < 500, (field, odd, r.text)
 
 
 def _replica_pids() -> list[int]:
@@ -183,6 +290,7 @@ def test_endpoint_keeps_answering_while_a_replica_is_killed_under_load(endpoint)
     before = _replica_pids()
     assert len(before) == 2
     results: list[tuple[float, int]] = []  # (time sent, status; -1 = no HTTP answer)
+    errors: list[dict] = []  # the bodies of the failed answers
     stop, clients = threading.Event(), 3
     body = {"model": "sleep-ray", "prompt": "Question: Where does Ana Vel live?\nAnswer:", "max_tokens": 4}
 
@@ -191,7 +299,10 @@ def test_endpoint_keeps_answering_while_a_replica_is_killed_under_load(endpoint)
             while not stop.is_set():
                 sent = time.time()
                 try:
-                    results.append((sent, c.post(f"{endpoint.url}/v1/completions", json=body).status_code))
+                    r = c.post(f"{endpoint.url}/v1/completions", json=body)
+                    results.append((sent, r.status_code))
+                    if r.status_code != 200:
+                        errors.append(r.json())  # JSON, never the proxy's plain text
                 except httpx.HTTPError:
                     results.append((sent, -1))
 
@@ -219,6 +330,7 @@ def test_endpoint_keeps_answering_while_a_replica_is_killed_under_load(endpoint)
     assert during.count(200) >= 3, during  # the surviving replica answered while the other was replaced
     assert after and all(st == 200 for st in after), after
     assert len(failed) <= clients, failed  # at most the requests in flight on the killed replica
+    assert all(st == 503 for st in failed) and all(e["error"]["code"] == "replica_unavailable" for e in errors)
 
 
 def test_sleep_swaps_every_replica_then_rollback(endpoint):
@@ -320,6 +432,21 @@ def test_openapi_document_matches_the_server_and_holds_no_5xx(endpoint):
     for result in ops.get_all_operations():
         fuzz(result.ok())
     assert len(calls) >= 30 and not failures, (len(calls), failures[:5])
+
+
+def test_the_admin_token_is_in_no_file_log_or_api_after_serving_and_sleeping(endpoint):
+    import ray
+
+    session = Path(ray._private.worker._global_node.get_session_dir_path())
+    run_dir = endpoint.config_path.parent.parent
+    leaks = []
+    for root in (run_dir, session):
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size < 50_000_000:
+                if TOKEN.encode() in path.read_bytes():
+                    leaks.append(str(path))
+    apps = httpx.get(f"{endpoint.dashboard}/api/serve/applications/", timeout=30).text
+    assert not leaks and TOKEN not in apps and "admin_token_sha256" in apps, leaks[:5]
 
 
 def _scheduler(run_dir, extra, sleep=None):

@@ -256,6 +256,7 @@ def test_every_architecture_serves_a_chat_with_a_retrieved_memory(kind, saved):
     from dataclasses import replace
 
     from sleep_ray.data.prompts import PromptFormat
+    from sleep_ray.wake.exchange import Sampling
     from sleep_ray.wake.model import Generator, chat_prompt, load_weights
 
     w = load_weights(saved[kind])
@@ -263,5 +264,5 @@ def test_every_architecture_serves_a_chat_with_a_retrieved_memory(kind, saved):
     w = replace(w, fmt=PromptFormat.of(w.tokenizer))
     prompt = chat_prompt(w, [("user", "Where does Ana Vel live?")], "Ana Vel lives in Miravel.")
     assert "Ana Vel lives in Miravel." in prompt and "system" not in prompt
-    text, finish, prompt_tokens, completion_tokens = Generator().complete(w, prompt, 4, 0.0, (), seed=0)
-    assert isinstance(text, str) and finish in ("stop", "length") and prompt_tokens > 0 and completion_tokens <= 4
+    (c,), prompt_tokens = Generator().generate(w, prompt, 4, Sampling(max_tokens=4, seed=0), (), 0)
+    assert isinstance(c.text, str) and c.finish_reason in ("stop", "length") and prompt_tokens > 0 and c.tokens <= 4

@@ -21,6 +21,7 @@ from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, cast_weights, read_meta, save_checkpoint
 from sleep_ray.sleep.run import export_checkpoint, grow_student
 from sleep_ray.sleep.student import load_growth, load_student, save_growth
+from sleep_ray.wake.exchange import Sampling
 from sleep_ray.wake.model import Generator, load_weights
 from tests.conftest import HANDMADE, ROOT, TINY
 
@@ -140,13 +141,13 @@ def test_cast_weights_rewrites_tensors_and_config_once(tmp_path):
 def test_serving_loads_in_the_requested_dtype(bf16_base):
     w = load_weights(TINY_BASE, dtype="bfloat16")
     assert w.model.dtype == torch.bfloat16 and w.version == read_meta(TINY_BASE).version
-    text, finish, _, n = Generator().complete(w, PROMPTS[0], 4, 0.0, [], None)
-    assert finish == "length" and n == 4 and text
+    (c,), _ = Generator().generate(w, PROMPTS[0], 4, Sampling(max_tokens=4), (), 0)
+    assert c.finish_reason == "length" and c.tokens == 4 and c.text
     assert load_weights(bf16_base).model.dtype == torch.float32  # the default is unchanged
 
 
 def test_a_serve_replica_loads_its_weights_in_model_dtype(bf16_base):
-    from sleep_ray.wake.app import WakeServer
+    from sleep_ray.wake.server import WakeServer
 
     replica = SimpleNamespace(cfg=_config(bf16_base), weights=None, retrieval=False)
     asyncio.run(WakeServer.func_or_class.reconfigure(replica, {"checkpoint": str(bf16_base), "version": 5}))

@@ -131,7 +131,7 @@ def test_a_damaged_candidate_fails_the_regression_gate_and_lost_memories_return_
     mid = sorted(lost)[0]
     question = dict(old)[mid]
     text = next(m.text for m in in_context if m.memory_id == mid)
-    assert text in context_for(question, in_context, 1, lambda s: len(s.split()), 200)  # retrieval serves it
+    assert text in context_for(question, in_context, 1, lambda s: len(s.split()), 200)[0]  # retrieval serves it
 
 
 def _grow_and_perturb(cfg, parent, memories, out, version, on_stage, recall=()) -> float:

@@ -64,11 +64,14 @@ def test_context_for_respects_the_token_budget():
     query = "Alice Varga Teskar"
     ranked = retrieve(query, MEMORIES, k=5)
     assert [m.memory_id for m in ranked] == ["m2", "m4", "m1"]
-    everything = context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=1000)
-    assert everything == " ".join(m.text for m in ranked)
+    everything, used = context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=1000)
+    assert everything == " ".join(m.text for m in ranked) and used == ["m2", "m4", "m1"]
     # m2 has 9 words, m4 7, m1 9: with 17 the third would overflow and is dropped whole.
-    assert context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=17) == f"{ranked[0].text} {ranked[1].text}"
+    assert context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=17) == (
+        f"{ranked[0].text} {ranked[1].text}",
+        ["m2", "m4"],
+    )
     # m2 alone does not fit in 8; m4 (7 words) does.
-    assert context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=8) == ranked[1].text
-    assert context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=3) == ""
-    assert context_for("quantum", MEMORIES, k=5, count_tokens=words, max_tokens=100) == ""
+    assert context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=8) == (ranked[1].text, ["m4"])
+    assert context_for(query, MEMORIES, k=5, count_tokens=words, max_tokens=3) == ("", [])
+    assert context_for("quantum", MEMORIES, k=5, count_tokens=words, max_tokens=100) == ("", [])
