@@ -13,16 +13,16 @@ and `api.py` (memories, sleeps, versions); every response carries the weight ver
 `X-Weight-Version` header and a `weight_version` field; every error is an OpenAI error body (`errors.py`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve rebuilds the routes from these annotations at run time.
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 
@@ -41,13 +41,19 @@ REPLICA_HEADER = "X-Replica"  # the replica that answered: the serving one for c
 ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"description": "an OpenAI error body"} for c in (400, 401, 404, 409, 413)
 }
-Auth = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
+bearer = HTTPBearer(auto_error=False)
+Auth = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 app = FastAPI(title="sleep_ray wake endpoint", version="0.2.0", responses=ERRORS)
 _last_version: list[int] = []  # the weight version the last answer of a serving replica carried (for errors)
 _body_limit = [1 << 20]  # serve.max_body_bytes, set when the gateway starts (before any request)
 install(app, lambda: _last_version[-1] if _last_version else None)
 app.add_middleware(BodyLimit, limit=lambda: _body_limit[0])
+
+
+def _header(creds: HTTPAuthorizationCredentials | None) -> str | None:
+    """The Authorization header as the client sent it (FastAPI's HTTPBearer splits it)."""
+    return f"{creds.scheme} {creds.credentials}" if creds else None
 
 
 def _replica_error(e: Exception) -> ApiError:
@@ -128,7 +134,7 @@ class WakeGateway:
 
     @app.post("/v1/completions")
     async def completions(self, body: openai_api.CompletionRequest, authorization: Auth = None) -> Any:
-        self.api.check(authorization)
+        self.api.check(_header(authorization))
         self._model(body.model)
         ask = openai_api.completion_ask(body)
         self._sizes([(f"prompt.{i}", p) for i, p in enumerate(ask.prompts) if isinstance(p, str)])
@@ -136,7 +142,7 @@ class WakeGateway:
 
     @app.post("/v1/chat/completions")
     async def chat(self, body: openai_api.ChatRequest, authorization: Auth = None) -> Any:
-        self.api.check(authorization)
+        self.api.check(_header(authorization))
         self._model(body.model)
         ask = openai_api.chat_ask(body)
         self._sizes([(f"messages.{i}.content", c) for i, (_, c) in enumerate(ask.messages)])
@@ -193,7 +199,7 @@ class WakeGateway:
 
     @app.post("/v1/memories", response_model=api.MemoriesAck)
     async def add_memories(self, body: api.MemoriesIn, authorization: Auth = None) -> JSONResponse:
-        self.admin.check(authorization)
+        self.admin.check(_header(authorization))
         s = self.cfg.serve
         if len(body.memories) > s.max_memories_per_call:
             msg = f"{len(body.memories)} memories in one call; serve.max_memories_per_call is {s.max_memories_per_call}"
@@ -222,7 +228,7 @@ class WakeGateway:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         consumed: bool | None = None,
     ) -> JSONResponse:
-        self.admin.check(authorization)
+        self.admin.check(_header(authorization))
         version, _ = await self._version()
         rows, total = await self.store.list_memories(offset=offset, limit=limit, consumed=consumed)
         data = await self._described(rows)
@@ -231,7 +237,7 @@ class WakeGateway:
 
     @app.get("/v1/memories/{memory_id}", response_model=api.MemoryOut)
     async def get_memory(self, memory_id: str, authorization: Auth = None) -> JSONResponse:
-        self.admin.check(authorization)
+        self.admin.check(_header(authorization))
         version, _ = await self._version()
         memory = await self.store.get_memory(memory_id)
         if memory is None:
@@ -247,7 +253,7 @@ class WakeGateway:
 
     @app.post("/v1/sleep", response_model=api.SleepOut, status_code=202)
     async def sleep(self, body: api.SleepIn, authorization: Auth = None) -> Any:
-        self.admin.check(authorization)
+        self.admin.check(_header(authorization))
         version, _ = await self._version()
         code, got = await self.controller.start.remote(body.reason)
         if code != 202:
@@ -256,7 +262,7 @@ class WakeGateway:
 
     @app.get("/v1/sleep/{sleep_id}", response_model=api.SleepOut)
     async def sleep_status(self, sleep_id: str, authorization: Auth = None) -> Any:
-        self.admin.check(authorization)
+        self.admin.check(_header(authorization))
         version, _ = await self._version()
         rec = await self.controller.status.remote(sleep_id)
         if rec is None:
@@ -272,7 +278,7 @@ class WakeGateway:
 
     @app.post("/v1/rollback", response_model=api.VersionOut)
     async def rollback(self, authorization: Auth = None) -> JSONResponse:
-        self.admin.check(authorization)
+        self.admin.check(_header(authorization))
         code, got = await self.controller.rollback.remote()
         if code != 200:
             raise ApiError(code, got, code="rollback_refused")
