@@ -11,6 +11,7 @@
     sleep-ray bench system --config examples/sleep_tiny.yaml     # the system against its limits, as ratios
     sleep-ray bench consolidation --config examples/bench_consolidation.yaml   # Sleep against the baselines
     sleep-ray bench real --config examples/real_smollm2.yaml      # a real pretrained model, natural memories
+    sleep-ray bench peers --config examples/sleep_tiny.yaml       # the same day through TRL's trainers
     sleep-ray import-model smollm2-135m-instruct --out models/smollm2-135m-instruct   # a pretrained model, once
 
 Trailing `key=value` arguments override the config (OmegaConf dotlist). A subcommand is listed here only
@@ -215,6 +216,13 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
         out = Path(cfg.run_dir) / "bench" / "consolidation"
         console.print(f"consolidation benchmark written to {out} (consolidation.json, consolidation.md, plots)")
         return 0
+    if args.suite == "peers":
+        from sleep_ray.bench.peers import run_peers
+        from sleep_ray.bench.peers_report import table as peers_table
+
+        console.print(peers_table(run_peers(args.config, list(args.overrides))), soft_wrap=True)
+        console.print(f"written to {Path(cfg.run_dir) / 'bench' / 'peers'} (peers.json, peers.md, plot_peers.png)")
+        return 0
     if args.suite == "real":
         from sleep_ray.bench.real import run_real
 
@@ -278,7 +286,7 @@ COMMANDS: dict[str, tuple[Callable[[Config, argparse.Namespace], int], str]] = {
     "sleep": (cmd_sleep, "consolidate one cycle's memories into a grown model (Knowledge Seeding on Ray)"),
     "night": (cmd_night, "what one night wrote about its memories, kept, repaired, dropped and trained on"),
     "serve": (cmd_serve, "serve the wake endpoint: OpenAI-compatible API, memories, scheduled sleep, hot swap"),
-    "bench": (cmd_bench, "benchmarks: `bench consolidation` (Sleep vs baselines), `bench system` (overheads)"),
+    "bench": (cmd_bench, "benchmarks: `bench consolidation`, `bench peers` (vs TRL), `bench system`, `bench real`"),
     "import-model": (cmd_import_model, "import a pretrained model (SmolLM2-135M-Instruct) as a local HF checkpoint"),
 }
 
@@ -300,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             _common_arguments(consolidation)
             _common_arguments(suites.add_parser("real", help="one night of a real pretrained model, natural memories"))
+            _common_arguments(suites.add_parser("peers", help="one day through sleep_ray and through TRL's trainers"))
             p = suites.add_parser("system", help="overheads of Ray, weight pushes, Ray Train, sleep, swap")
         _common_arguments(p)
         if name == "pretrain":

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sleep_ray.config.bench import BenchConfig, ConsolidationBenchConfig, RealBenchConfig
+from sleep_ray.config.bench import BenchConfig, ConsolidationBenchConfig, PeersBenchConfig, RealBenchConfig
 from sleep_ray.config.fields import ConfigError, spec
 from sleep_ray.config.resources import (
     PLACEMENT_STRATEGIES,
@@ -39,6 +39,7 @@ __all__ = [  # what `from sleep_ray.config import ...` offers: these modules' na
     "Config",
     "ConfigError",
     "ConsolidationBenchConfig",
+    "PeersBenchConfig",
     "RealBenchConfig",
     "DataConfig",
     "DreamingConfig",

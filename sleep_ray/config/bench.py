@@ -1,4 +1,4 @@
-"""The benchmarks' configs: `bench.consolidation` and `bench.real` (sleep_ray/bench/)."""
+"""The benchmarks' configs: `bench.consolidation`, `bench.real` and `bench.peers` (sleep_ray/bench/)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ class RealBenchConfig:
 
 
 @dataclass
+class PeersBenchConfig:
+    """`sleep-ray bench peers`: one day through sleep_ray and through TRL's trainers (sleep_ray/bench/peers.py)."""
+
+    methods: list[str] = spec([], help="methods to run (bench/peers.py: METHODS); empty = all")
+    steps: int = spec(600, lo=1, help="optimizer steps each TRL peer may take (the wall limit may stop it sooner)")
+    batch_size: int = spec(16, lo=1, help="sequences per TRL optimizer step (SDFT: completions, num_generations each)")
+    lrs: list[float] = spec([1e-4, 3e-4, 1e-3], help="learning rates each full-model peer tries (sleep-split pick)")
+    lora_lrs: list[float] = spec([1e-3, 3e-3, 1e-2], help="learning rates the LoRA peer tries")
+    lora_rank: int = spec(8, lo=1, help="LoRA rank of the SFT+LoRA peer (every linear layer)")
+    generations: int = spec(4, lo=1, help="on-policy samples per prompt (GKD's and SDFT's)")
+    wall_limit_s: float = spec(0.0, lo=0.0, help="each peer's training wall-clock limit; 0 = the sleep's own")
+    curve_points: int = spec(4, lo=1, help="closed-book checks during each peer's training (the plot's points)")
+
+
+@dataclass
 class BenchConfig:
     consolidation: ConsolidationBenchConfig = field(default_factory=ConsolidationBenchConfig)
     real: RealBenchConfig = field(default_factory=RealBenchConfig)
+    peers: PeersBenchConfig = field(default_factory=PeersBenchConfig)

@@ -219,6 +219,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "step": step + 1,
             "l_dist": float(l_dist.detach()),
             "on_policy": sum(plan.on_policy) / len(plan.on_policy),
+            "tokens": int(mask.sum()),  # completion tokens the step trained on (imitation's added below)
         }
         if c_ref is not None:
             scores = call(c_ref, timeout, "reward-critic score")
@@ -227,6 +228,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 lti_logits, lti_tokens, lti_mask, rewards, group_size=s.group_size, temperature=s.temperature
             )
             loss = loss + (1.0 - s.alpha) * l_lti
+            row["tokens"] += int(lti_mask.sum())
             row.update(
                 l_lti=float(l_lti.detach()),
                 reward=sum(rewards) / len(rewards),

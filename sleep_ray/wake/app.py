@@ -152,16 +152,16 @@ class WakeGateway:
         self.controller.touch.remote()  # fire and forget: the idle trigger only needs a timestamp
         rid, created, model = f"cmpl-{uuid.uuid4().hex[:16]}", int(time.time()), self.cfg.serve.model_name
         if stream:
-            events = self._events(ask, rid, created, model, bool(options and options.include_usage))
+            seen: dict[str, str] = {}
+            events = self._events(ask, rid, created, model, bool(options and options.include_usage), seen)
             first = await anext(events)  # an error before the first piece is still an HTTP error
-            headers = {VERSION_HEADER: str(_last_version[-1])} if _last_version else {}
 
             async def prepended() -> AsyncIterator[str]:
                 yield first
                 async for event in events:
                     yield event
 
-            return StreamingResponse(prepended(), media_type="text/event-stream", headers=headers)
+            return StreamingResponse(prepended(), media_type="text/event-stream", headers=seen)
         try:
             answer: Answer = await self.server.answer.remote(ask)
         except Exception as e:
@@ -169,14 +169,17 @@ class WakeGateway:
         out = openai_api.response_body(ask.kind, rid, created, model, answer)
         return JSONResponse(out, headers=self._seen(answer.version, answer.replica))
 
-    async def _events(self, ask: Ask, rid: str, created: int, model: str, with_usage: bool) -> AsyncIterator[str]:
+    async def _events(
+        self, ask: Ask, rid: str, created: int, model: str, with_usage: bool, seen: dict[str, str]
+    ) -> AsyncIterator[str]:
+        """The SSE events of a streamed answer; `seen` gets the answering version's and replica's headers."""
         started: set[int] = set()
         version = -1
         try:
             async for item in self.server.options(stream=True).stream.remote(ask):
-                if isinstance(item, int):  # the version that answers comes first
-                    version = item
-                    self._seen(version)
+                if isinstance(item, tuple):  # the version and the replica that answer come first
+                    version = item[0]
+                    seen.update(self._seen(*item))
                 elif isinstance(item, Delta):
                     chunk = openai_api.chunk_body(
                         ask.kind, rid, created, model, version, item, item.index not in started

@@ -105,12 +105,12 @@ class WakeServer:
         use = self.retrieval if ask.sampling.use_memories is None else ask.sampling.use_memories
         return await self.store.unconsolidated() if use and self.cfg.serve.retrieval_k else []
 
-    async def stream(self, ask: Ask) -> AsyncIterator[int | Delta | Answer]:
-        """The weight version, every choice's `Delta`s in turn, then an `Answer` whose choices carry no text, only
-        token counts."""
+    async def stream(self, ask: Ask) -> AsyncIterator[tuple[int, str] | Delta | Answer]:
+        """(weight version, this replica's id), every choice's `Delta`s in turn, then an `Answer` whose choices
+        carry no text, only token counts."""
         w = self._w()
         plan = await asyncio.to_thread(self._plan, w, ask, await self._memories(ask))
-        yield w.version
+        yield w.version, replica_id()
         done: list[Choice] = []
         for job in plan.jobs:
             for i in range(ask.sampling.n):

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -77,7 +78,7 @@ def test_openai_client_completions_chat_streaming_and_version(endpoint):
     raw = client.completions.with_raw_response.create(
         model="sleep-ray", prompt="Question: Where does Ana Vel live?\nAnswer:", max_tokens=6
     )
-    assert raw.headers["x-weight-version"] == "0"
+    assert raw.headers["x-weight-version"] == "0" and raw.headers["x-replica"]
     done = raw.parse()
     assert done.choices[0].text and done.model_extra["weight_version"] == 0
     chat = client.chat.completions.create(
@@ -96,10 +97,11 @@ def test_openai_client_completions_chat_streaming_and_version(endpoint):
     assert streamed == chat.choices[0].message.content  # greedy: streaming and not agree
     assert pieces[-1].choices[0].finish_reason in ("stop", "length")
     assert all(p.model_extra["weight_version"] == 0 for p in pieces)
-    text = "".join(
-        c.choices[0].text
-        for c in client.completions.create(model="sleep-ray", prompt="Question: Who", max_tokens=5, stream=True)
-    )
+    with client.completions.with_streaming_response.create(
+        model="sleep-ray", prompt="Question: Who", max_tokens=5, stream=True
+    ) as response:  # a stream names the version and the replica that answer it, as every other answer
+        assert response.headers["x-weight-version"] == "0" and response.headers["x-replica"]
+        text = "".join(c.choices[0].text for c in response.parse())
     assert text
 
 
@@ -253,11 +255,71 @@ def test_size_limits_refuse_before_tokenizing_while_other_routes_answer(endpoint
     done.set()
     probe.join(30)
     assert waits and max(waits) < 1.0, waits
-    for odd in ("\x00", "\u202eRTL", "\ufeffBOM", "e\u0301"):
-        for field in ("prompt", "user", "stop"):
-            body = {"model": "sleep-ray", "prompt": "Question: Who", "max_tokens": 1, field: odd}
-            r = httpx.post(f"{endpoint.url}/v1/completions", json=body, timeout=60)
-            assert r.status_code < 500, (field, odd, r.text)
+
+
+def _string_paths(doc: dict, node: dict, path: tuple = (), depth: int = 0) -> list[tuple]:
+    """Every path to a string in a request schema of the OpenAPI document (array items as index 0)."""
+    while "$ref" in node:
+        node = doc["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    if depth > 8:
+        return []
+    out = [p for alt in node.get("anyOf", []) + node.get("oneOf", []) for p in _string_paths(doc, alt, path, depth + 1)]
+    if node.get("type") == "string":
+        out.append(path)
+    for key, sub in node.get("properties", {}).items():
+        out += _string_paths(doc, sub, (*path, key), depth + 1)
+    if node.get("type") == "array":
+        out += _string_paths(doc, node.get("items", {}), (*path, 0), depth + 1)
+    return list(dict.fromkeys(out))
+
+
+def _put(body: dict, path: tuple, value: str) -> dict:
+    """`body` with `value` at `path`, making the lists and objects on the way where the body has none."""
+    cur: Any = body
+    for i, key in enumerate(path):
+        if i == len(path) - 1:
+            if isinstance(key, int):
+                cur[:] = cur[:key] + [value] + cur[key + 1 :] if len(cur) > key else [*cur, value]
+            else:
+                cur[key] = value
+            return body
+        want = list if isinstance(path[i + 1], int) else dict
+        if isinstance(key, int):
+            if len(cur) <= key:
+                cur.append(want())
+            elif not isinstance(cur[key], want):
+                cur[key] = want()
+        elif not isinstance(cur.get(key), want):
+            cur[key] = want()
+        cur = cur[key]
+    return body
+
+
+def test_unicode_edge_cases_in_every_string_field_get_no_5xx(endpoint):
+    """A lone surrogate, NUL, a right-to-left override and a byte-order mark in every string field the OpenAI
+    routes declare: an answer or an OpenAI error body, never a 5xx."""
+    doc = httpx.get(f"{endpoint.url}/openapi.json").json()
+    chat = [{"role": "user", "content": "Who?"}]
+    bases = {
+        "/v1/completions": {"model": "sleep-ray", "prompt": "Question: Who", "max_tokens": 1},
+        "/v1/chat/completions": {"model": "sleep-ray", "messages": chat, "max_tokens": 1},
+    }
+    tried = 0
+    with httpx.Client(timeout=60) as c:
+        for route, base in bases.items():
+            ref = doc["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            paths = _string_paths(doc, ref)
+            assert len(paths) >= 5, (route, paths)  # the walk found the fields (not vacuous)
+            for path in paths:
+                for odd in ("\ud800", "\x00", "\u202eRTL", "\ufeffBOM"):
+                    body = _put(json.loads(json.dumps(base)), path, odd)
+                    r = c.post(
+                        f"{endpoint.url}{route}", content=json.dumps(body), headers={"content-type": "application/json"}
+                    )
+                    tried += 1
+                    assert r.status_code < 500, (route, path, ascii(odd), r.text)
+                    assert r.status_code == 200 or r.json()["error"]["message"], (route, path, r.text)
+    assert tried >= 60
 
 
 def _replica_pids() -> list[int]:
