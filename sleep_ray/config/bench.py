@@ -37,7 +37,7 @@ class PeersBenchConfig:
     """`sleep-ray bench peers`: one day through sleep_ray and through TRL's trainers (sleep_ray/bench/peers.py)."""
 
     methods: list[str] = spec([], help="methods to run (bench/peers.py: METHODS); empty = all")
-    steps: int = spec(600, lo=1, help="optimizer steps each TRL peer may take (the wall limit may stop it sooner)")
+    steps: int = spec(400, lo=1, help="optimizer steps each TRL peer may take (the wall limit may stop it sooner)")
     batch_size: int = spec(16, lo=1, help="sequences per TRL optimizer step (SDFT: completions, num_generations each)")
     lrs: list[float] = spec([1e-4, 3e-4, 1e-3], help="learning rates each full-model peer tries (sleep-split pick)")
     lora_lrs: list[float] = spec([1e-3, 3e-3, 1e-2], help="learning rates the LoRA peer tries")
