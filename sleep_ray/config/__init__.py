@@ -172,7 +172,7 @@ class GrowthConfig:
 
 @dataclass
 class SeedingConfig:
-    """Knowledge Seeding: generalized distillation plus Learning-to-Imitate (method.md section 3)."""
+    """Knowledge Seeding: generalized distillation plus Learning-to-Imitate (docs/METHOD.md §3)."""
 
     divergence: str = spec("forward_kl", choices=("forward_kl", "reverse_kl", "jsd"))
     beta: float = spec(0.5, lo=0.0, hi=1.0, help="JSD interpolation (0 ~ forward KL, 1 ~ reverse KL)")

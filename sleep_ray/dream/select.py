@@ -1,5 +1,5 @@
 """The importance filter: score each dream by how hard it pulls on the trainable expert, keep the top-k plus b
-random others (method.md section 4.1, step 2).
+random others (docs/METHOD.md §4.1, step 2).
 
 The paper leaves open how the gradient g_i becomes a scalar; we use its L2 norm, ||grad_theta L_SFT(dream_i)||,
 over the trainable parameters only (the new expert), so a dream the student already predicts well scores low.

@@ -1,4 +1,4 @@
-"""Loss functions for Knowledge Seeding (method.md section 3), as pure tensor functions.
+"""Loss functions for Knowledge Seeding (docs/METHOD.md §3), as pure tensor functions.
 
 - `divergence`: token-level divergences F(T || S) between teacher and student next-token distributions
   (forward KL, reverse KL, generalized JSD), optionally over the teacher's top-k tokens, and `token_logprobs`.

@@ -1,4 +1,4 @@
-"""Token-level divergences F(T || S) between teacher and student next-token distributions (method.md 3.2).
+"""Token-level divergences F(T || S) between teacher and student next-token distributions (docs/METHOD.md §3.2).
 
 At every position n the teacher T(. | c, x, y<n) and the student S(. | x, y<n) each give a distribution over the
 vocabulary; the functions here return one divergence per position, shape [B, T], from logits [B, T, V]:

@@ -1,4 +1,4 @@
-"""Group-relative advantages and the policy-gradient loss for Learning-to-Imitate (method.md 3.4, 3.5).
+"""Group-relative advantages and the policy-gradient loss for Learning-to-Imitate (docs/METHOD.md §3.4, 3.5).
 
 The paper does not name the RL optimiser for LTI. We use REINFORCE with a group baseline (GRPO-style
 advantages, no critic): for each dream prefix the student samples G completions, each gets the imitation reward

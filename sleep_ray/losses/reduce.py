@@ -5,7 +5,7 @@ prompt or the padding. Masked-out positions are ignored even if their values are
 away with `torch.where`, not multiplied by 0), and an empty mask gives 0, never NaN.
 
     masked_mean(v, m)        sum(v * m) / sum(m)                         any shape, or along `dim`
-    sequence_mean(v, m)      (1/|y_b|) sum_n v[b, n] m[b, n]             [B, T] -> [B]  (method.md's F(T||S)(y|x))
+    sequence_mean(v, m)      (1/|y_b|) sum_n v[b, n] m[b, n]             [B, T] -> [B]  (docs/METHOD.md's F(T||S)(y|x))
     token_mean(v, m, N)      sum(v * m) / N, N = sum(m) by default       [B, T] -> scalar
 """
 
@@ -45,7 +45,7 @@ def masked_mean(values: Tensor, mask: Tensor, dim: int | tuple[int, ...] | None 
 def sequence_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Per-sequence token average: out[b] = sum_n values[b, n] * mask[b, n] / sum_n mask[b, n].
 
-    This is the token-averaged divergence of method.md 3.2, F(T || S)(y|x) = (1/|y|) sum_n F(...), with the mask
+    This is the token-averaged divergence of docs/METHOD.md §3.2, F(T || S)(y|x) = (1/|y|) sum_n F(...), with the mask
     selecting the positions of y. values, mask: [B, T]. Returns [B]; a row with an empty mask gives 0.
     Averaging the result over the batch weights every sequence equally, whatever its length.
     """

@@ -2,7 +2,7 @@
 
 A Llama MLP computes `down(silu(gate(x)) * up(x))` with gate, up: [I, d] and down: [d, I]. Adding `d_low`
 hidden units (new rows of gate and up, new columns of down) is exactly adding a SwiGLU expert of width d_low
-whose output is summed with the old MLP's (method.md section 2; closest to LLaMA Pro / MoE-of-LoRA):
+whose output is summed with the old MLP's (docs/METHOD.md §2; closest to LLaMA Pro / MoE-of-LoRA):
 
     gate.weight [I, d] -> [I + d_low, d]     rows    I: are the new expert's "A" (with up)
     up.weight   [I, d] -> [I + d_low, d]     rows    I: likewise

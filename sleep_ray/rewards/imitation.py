@@ -1,4 +1,4 @@
-"""The Learning-to-Imitate reward (method.md 3.4): how well the student's completion d_hat of a dream prefix
+"""The Learning-to-Imitate reward (docs/METHOD.md §3.4): how well the student's completion d_hat of a dream prefix
 imitates the teacher's dream d.
 
     r_sem = 1 if a frozen judge says d_hat and d mean the same thing, else 0

@@ -3,8 +3,8 @@
 `sleep-ray serve` writes the config (also saved as `<run_dir>/wake/serve_config.json`, so `serve deploy` and
 KubeRay's RayService can take it) and PUTs it to the Ray dashboard's Serve REST API. A swap PUTs the same config
 with a new `user_config` for `WakeServer` (checkpoint and version): Serve then calls `reconfigure` on every
-replica in place (no restart, no new code version), which is the swap measured as the fastest with no failed
-request in docs/reference. Then `wait_for_version` polls the endpoint until the new version answers.
+replica in place (no restart, no new code version): no request fails during a swap under load
+(docs/BENCHMARKS.md, "hot swaps under load"). Then `wait_for_version` polls the endpoint until the new version answers.
 """
 
 from __future__ import annotations
