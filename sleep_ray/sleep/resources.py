@@ -6,8 +6,9 @@ keeps colocated roles on one node.
     actor = role_actor(TeacherSelf, cfg.resources.teacher, placement.slot("teacher")).remote(...)
     placement.remove()
 
-Without the check, Ray waits forever for an actor or a Train worker that no node can hold. On an autoscaling cluster `resources.resource_wait_s` asks the autoscaler for the missing
-resources and waits that long for nodes to join before failing.
+Without the check, Ray waits forever for an actor or a Train worker that no node can hold. On an autoscaling
+cluster `resources.resource_wait_s` asks the autoscaler for the missing resources and waits that long for nodes
+to join before failing.
 """
 
 from __future__ import annotations
