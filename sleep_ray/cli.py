@@ -117,7 +117,7 @@ def cmd_sleep(cfg: Config, args: argparse.Namespace) -> int:
     out = Path(args.out or Path(cfg.run_dir) / "sleep" / f"cycle-{args.cycle}")
     stages = (args.stages or ("seeding,dreaming" if cfg.sleep.dreaming.enabled else "seeding")).split(",")
     unknown = sorted(set(stages) - {"seeding", "dreaming"})
-    if unknown or not stages:
+    if unknown:
         raise ValueError(f"--stages: unknown stage(s) {unknown}; use seeding, dreaming or both")
     console.print(f"sleep: cycle {args.cycle}, {len(memories)} memories, from {ckpt}, stages {','.join(stages)}")
     if "seeding" in stages:

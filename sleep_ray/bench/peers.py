@@ -6,9 +6,9 @@ through the trainers users already have (Hugging Face TRL, `trl_peers.py`), on t
 
 Methods: `sleep` (both stages, the config's settings), `seeding` (Knowledge Seeding alone: the same run, read
 after its first stage), and the TRL peers. Each peer trains once per learning rate of its grid
-(`bench.peers.lrs`, `lora_lrs` for LoRA) under the wall-clock limit (`wall_limit_s`, by default the sleep's own
-wall time); the run kept is the one with the best closed-book accuracy on the day's *sleep-split* probes, and
-only that run is scored on the held-out probes. Under `<run_dir>/bench/peers/`:
+(`bench.peers.lrs`), up to its `bench.peers.steps` steps and under the wall-clock limit (`wall_limit_s`, by
+default the sleep's own wall time); the run kept is the one with the best closed-book accuracy on the day's
+*sleep-split* probes, and only that run is scored on the held-out probes. Under `<run_dir>/bench/peers/`:
 
     peers.json   every method: held-out accuracy by kind, share of the in-context ceiling, retention of base
                  knowledge, updated facts (new vs stale value), wall and CPU seconds, tokens trained, trainable
@@ -18,6 +18,7 @@ only that run is scored on the held-out probes. Under `<run_dir>/bench/peers/`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -32,7 +33,7 @@ from sleep_ray.bench.peers_report import plot, table
 from sleep_ray.bench.trl_peers import PEERS, QA, Meter, PeerRun, train_peer, trl_version
 from sleep_ray.config import Config, ConfigError, load_config
 from sleep_ray.data.prompts import PromptFormat
-from sleep_ray.data.schema import Memory, World
+from sleep_ray.data.schema import Memory
 from sleep_ray.data.world import generate_world
 from sleep_ray.models.build import count_parameters, load_pretrained
 
@@ -68,10 +69,14 @@ def _scored(ev: CycleEval, checkpoint: str, before: dict[str, Any], ceiling: dic
 
 
 def _sleep_rows(cfg: Config, memories: list[Memory], root: Path, ev: CycleEval, before: dict, ceiling: dict) -> list:
-    """The sleep and its first stage, timed without the evaluation between them."""
+    """The sleep and its first stage, timed without the evaluation between them; kept in `sleep_rows.json` (a
+    rerun in the same run_dir reuses them: delete the file to sleep again)."""
     from sleep_ray.dream.run import run_dreaming
     from sleep_ray.sleep.run import run_seeding
 
+    cache = root / "sleep_rows.json"
+    if cache.is_file():
+        return list(json.loads(cache.read_text()))
     out = root / "sleep" / "model"
     shutil.rmtree(out.parent, ignore_errors=True)
     base = cfg.model.path
@@ -119,13 +124,13 @@ def _sleep_rows(cfg: Config, memories: list[Memory], root: Path, ev: CycleEval, 
             }
         )
     ray.shutdown()
+    cache.write_text(json.dumps(rows, indent=1))
     return rows
 
 
 def _peer_row(
     name: str,
     cfg: Config,
-    world: World,
     memories: list[Memory],
     qa: list[QA],
     root: Path,
@@ -137,9 +142,9 @@ def _peer_row(
     """Train `name` at every learning rate of its grid, keep the best on sleep-split probes, score it."""
     ev, tune = evs
     p = cfg.bench.peers
-    fmt = PromptFormat.of(load_pretrained(cfg.model.path)[1])
-    lrs = p.lora_lrs if name == "trl_sft_lora" else p.lrs
+    steps = p.steps[name]
     eval_tok = load_pretrained(cfg.model.path)[1]  # left padding, as every evaluation
+    fmt = PromptFormat.of(eval_tok)
 
     def probe(model: Any) -> float:
         model.eval()
@@ -149,8 +154,13 @@ def _peer_row(
         return acc
 
     runs: list[tuple[float, PeerRun]] = []
-    for lr in lrs:
-        out = root / name / f"lr-{lr:g}"
+    for lr in p.lrs[name]:
+        out = root / name / f"lr-{lr:g}-steps-{steps}"
+        done = out / "run.json"  # a finished run is reused by a rerun in the same run_dir
+        if done.is_file():
+            saved = json.loads(done.read_text())
+            runs.append((saved.pop("picked_on"), PeerRun(**saved)))
+            continue
         shutil.rmtree(out, ignore_errors=True)
         log.info("peer %s at lr %g", name, lr)
         run = train_peer(
@@ -159,6 +169,7 @@ def _peer_row(
             texts=[m.text for m in memories],
             qa=qa,
             lr=lr,
+            steps=steps,
             cfg=p,
             fmt=fmt,
             max_new_tokens=cfg.sleep.seeding.max_new_tokens,
@@ -170,6 +181,7 @@ def _peer_row(
         )
         model, tok = load_pretrained(run.checkpoint)
         runs.append((tune.new_people(model, tok), run))
+        done.write_text(json.dumps({**dataclasses.asdict(run), "picked_on": runs[-1][0]}))
     picked_score, best = max(runs, key=lambda r: r[0])
     return {
         "method": name,
@@ -194,10 +206,13 @@ def run_peers(config: str | None, overrides: list[str]) -> dict[str, Any]:
     unknown = sorted(set(p.methods) - set(METHODS))
     if unknown:
         raise ConfigError(f"bench.peers.methods: unknown {unknown}; known: {', '.join(METHODS)}")
-    if not p.lrs or not p.lora_lrs or min([*p.lrs, *p.lora_lrs]) <= 0:
-        raise ConfigError("bench.peers.lrs / bench.peers.lora_lrs: give at least one positive learning rate each")
     methods = [m for m in METHODS if not p.methods or m in p.methods]
     peers = [m for m in methods if m in PEERS]
+    for name in peers:
+        if p.steps.get(name, 0) < 1:
+            raise ConfigError(f"bench.peers.steps.{name}: give the peer at least one step")
+        if not p.lrs.get(name) or min(p.lrs[name]) <= 0:
+            raise ConfigError(f"bench.peers.lrs.{name}: give the peer at least one positive learning rate")
     version = trl_version() if peers else ""
     root = Path(cfg.run_dir) / "bench" / "peers"
     root.mkdir(parents=True, exist_ok=True)
@@ -215,7 +230,7 @@ def run_peers(config: str | None, overrides: list[str]) -> dict[str, Any]:
         for name in peers:
             rows.append(
                 {
-                    **_peer_row(name, cfg, world, memories, qa, root, limit, (ev, tune), before, ceiling),
+                    **_peer_row(name, cfg, memories, qa, root, limit, (ev, tune), before, ceiling),
                     "version": version,
                 }
             )

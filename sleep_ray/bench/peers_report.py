@@ -37,7 +37,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         f"{r['retention']:.3f}",
         upd,
         wall,
-        f"{r['cpu_s']:.0f}",
+        "-" if r["cpu_s"] is None else f"{r['cpu_s']:.0f}",
         f"{r['tokens']:,}",
         f"{r['trainable']:,}",
         str(r["steps"]),

@@ -137,17 +137,17 @@ def _callback(meter: Meter, limit_s: float, at: set[int], probe: Callable[[Any],
     return Clock()
 
 
-def _common(method: str, cfg: PeersBenchConfig, out: Path, lr: float, seed: int) -> dict[str, Any]:
+def _common(method: str, cfg: PeersBenchConfig, out: Path, lr: float, seed: int, steps: int) -> dict[str, Any]:
     return dict(
         output_dir=str(out / "trainer"),
-        max_steps=cfg.steps,
+        max_steps=steps,
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=lr,
         lr_scheduler_type="constant",
         seed=seed,
         report_to=[],
         save_strategy="no",
-        logging_steps=max(1, cfg.steps // 10),
+        logging_steps=max(1, steps // 10),
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
         include_num_input_tokens_seen="no" if method == "trl_sdft" else "non_padding",  # SDFT cannot count
@@ -238,6 +238,7 @@ def train_peer(
     texts: Sequence[str],
     qa: Sequence[QA],
     lr: float,
+    steps: int,
     cfg: PeersBenchConfig,
     fmt: Any,
     max_new_tokens: int,
@@ -247,13 +248,14 @@ def train_peer(
     probe: Callable[[Any], float],
     seed: int,
 ) -> PeerRun:
-    """Train one peer from `base` at learning rate `lr` into `out/model` (a LoRA adapter merged into the weights);
-    `probe(model)` gives a curve point (closed-book accuracy of the live model)."""
+    """Train one peer from `base` at learning rate `lr`, for at most `steps` optimizer steps, into `out/model` (a
+    LoRA adapter merged into the weights); `probe(model)` gives a curve point (closed-book accuracy of the live
+    model)."""
     meter = Meter().start()
     trainer = _trainer(
-        method, base, texts, qa, _common(method, cfg, out, lr, seed), cfg, fmt, max_new_tokens, temperature
+        method, base, texts, qa, _common(method, cfg, out, lr, seed, steps), cfg, fmt, max_new_tokens, temperature
     )
-    at = {max(1, round(cfg.steps * (i + 1) / cfg.curve_points)) for i in range(cfg.curve_points)}
+    at = {max(1, round(steps * (i + 1) / cfg.curve_points)) for i in range(cfg.curve_points)}
     curve: list[tuple[float, float]] = []
     clock = _callback(meter, wall_limit_s, at, probe, curve)
     trainer.add_callback(clock)
@@ -261,7 +263,7 @@ def train_peer(
     trainer.train()
     meter.stop()
     state = trainer.state
-    if not curve or curve[-1][0] < round(meter.wall, 2):
+    if trainer.state.global_step not in at:  # stopped by the wall limit, between two of the curve's steps
         curve.append((round(meter.wall, 2), probe(trainer.model)))
     model = trainer.model.merge_and_unload() if method == "trl_sft_lora" else trainer.model
     model.config.use_cache = True  # the on-policy trainers turn it off for training; generation wants it

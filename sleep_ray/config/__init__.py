@@ -204,7 +204,6 @@ class SeedingConfig:
     prefetch: bool = spec(True, help="sample the next step's rollouts while this step trains (one version stale)")
     max_staleness: int = spec(2, lo=0, help="reject a student sample more than this many versions old")
     checkpoint_every: int = spec(50, lo=1, help="optimizer steps between Ray Train checkpoints (resume points)")
-    log_every: int = spec(10, lo=1)
 
 
 @dataclass
@@ -240,7 +239,6 @@ class DreamingConfig:
     rehearsal_steps: int = spec(600, lo=0, help="the most student steps on the winning dreams (+ rehearsal)")
     rehearsal_steps_per_memory: float = spec(12.0, lo=0.0, help="budget: steps per memory window; 0 = always the cap")
     min_rehearsal_steps: int = spec(150, lo=0, help="budget: the fewest rehearsal steps")
-    random_expert: bool = spec(False, help="not implemented: must stay false")
 
 
 @dataclass

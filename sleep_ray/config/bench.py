@@ -37,14 +37,19 @@ class PeersBenchConfig:
     """`sleep-ray bench peers`: one day through sleep_ray and through TRL's trainers (sleep_ray/bench/peers.py)."""
 
     methods: list[str] = spec([], help="methods to run (bench/peers.py: METHODS); empty = all")
-    steps: int = spec(400, lo=1, help="optimizer steps each TRL peer may take (the wall limit may stop it sooner)")
+    steps: dict[str, int] = spec(
+        {"trl_sft": 200, "trl_sft_lora": 200, "trl_gkd": 200, "trl_sdft": 2000},
+        help="optimizer steps each TRL peer may take (the wall limit may stop it sooner)",
+    )
     batch_size: int = spec(16, lo=1, help="sequences per TRL optimizer step (SDFT: completions, num_generations each)")
-    lrs: list[float] = spec([1e-4, 3e-4, 1e-3], help="learning rates each full-model peer tries (sleep-split pick)")
-    lora_lrs: list[float] = spec([1e-3, 3e-3, 1e-2], help="learning rates the LoRA peer tries")
+    lrs: dict[str, list[float]] = spec(
+        {"trl_sft": [3e-4, 1e-3], "trl_sft_lora": [3e-3, 1e-2], "trl_gkd": [3e-4, 1e-3], "trl_sdft": [1e-4, 3e-4]},
+        help="learning rates each TRL peer tries; the run kept is picked on the sleep-split probes",
+    )
     lora_rank: int = spec(8, lo=1, help="LoRA rank of the SFT+LoRA peer (every linear layer)")
     generations: int = spec(4, lo=1, help="on-policy samples per prompt (GKD's and SDFT's)")
     wall_limit_s: float = spec(0.0, lo=0.0, help="each peer's training wall-clock limit; 0 = the sleep's own")
-    curve_points: int = spec(4, lo=1, help="closed-book checks during each peer's training (the plot's points)")
+    curve_points: int = spec(3, lo=1, help="closed-book checks during each peer's training (the plot's points)")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 
 from sleep_ray.config import DreamingConfig
 from sleep_ray.dream.lora import Adapter
-from sleep_ray.dream.records import DreamSample, Probe, TrialResult
+from sleep_ray.dream.records import DreamSample, SelfProbe, TrialResult
 from sleep_ray.dream.select import importance
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
@@ -29,7 +29,7 @@ class TrialCritic:
     def __init__(
         self,
         checkpoint: str,
-        probes: Sequence[Probe],
+        probes: Sequence[SelfProbe],
         cfg: DreamingConfig,
         *,
         growth: GrowthRecord | None = None,
@@ -46,7 +46,7 @@ class TrialCritic:
             freeze_all_but_expert(model, growth)  # the new expert: what importance is measured on
         self.expert = [p for p in model.parameters() if p.requires_grad]
         self.lora = Adapter(model, self.tokenizer, r=cfg.lora_rank, seed=worker)
-        self.probes: dict[str, list[Probe]] = {}
+        self.probes: dict[str, list[SelfProbe]] = {}
         for p in probes:
             self.probes.setdefault(p.memory_id, []).append(p)
         self._before: dict[str, float] = {}

@@ -30,7 +30,7 @@ class DreamSample:
 
 
 @dataclass(frozen=True)
-class Probe:
+class SelfProbe:
     """A sleep-time probe of one memory: a question written by the pre-sleep model (held-out seed) and its
     in-context answer, the reference a trial copy must agree with closed-book. No human label."""
 

@@ -37,7 +37,7 @@ from sleep_ray.data.schema import Memory
 from sleep_ray.dream.critic import TrialCritic
 from sleep_ray.dream.curriculum import Arm, ArmStats, arm_stats, policy_plan
 from sleep_ray.dream.generator import DreamGenerator
-from sleep_ray.dream.records import DreamSample, Probe, TrialResult
+from sleep_ray.dream.records import DreamSample, SelfProbe, TrialResult
 from sleep_ray.dream.select import select
 from sleep_ray.dream.trials import TrialPool
 from sleep_ray.models.checkpoint import read_meta
@@ -72,14 +72,14 @@ def growth_of(checkpoint: str) -> GrowthRecord | None:
     return None if g is None else GrowthRecord(**{**g, "layers": tuple(g["layers"])})
 
 
-def write_probes(cfg: Config, teacher: Any, memories: list[Memory]) -> list[Probe]:
+def write_probes(cfg: Config, teacher: Any, memories: list[Memory]) -> list[SelfProbe]:
     """Held-out questions about each memory, answered by the teacher-self with the memory in context."""
     d, timeout = cfg.sleep.dreaming, cfg.resources.call_timeout_s
     ref = teacher.write_questions.remote(memories, per_memory=d.probes_per_memory, seed=d.probe_seed)
     items = call(ref, timeout, "teacher-self write_prompts (probes)")
     ref = teacher.answer.remote([it.teacher for it in items], max_new_tokens=d.max_new_tokens)
     answers = call(ref, timeout, "teacher-self answer (probes)")
-    return [Probe(it.memory_id, it.student, a) for it, a in zip(items, answers) if a.strip()]
+    return [SelfProbe(it.memory_id, it.student, a) for it, a in zip(items, answers) if a.strip()]
 
 
 def filter_dreams(
@@ -166,8 +166,6 @@ def run_dreaming(
     """Dream about `memories` and rehearse the best dreams into `seeded` (stage 1's output, weight version kept);
     the result replaces `out_dir`; `recall` as for `run_seeding`. See the module docstring."""
     d, r = cfg.sleep.dreaming, cfg.resources
-    if d.random_expert:
-        raise ConfigError("sleep.dreaming.random_expert=true is not implemented; set it to false")
     if not memories:
         raise ValueError(f"cycle {cycle} has no memories to dream about")
     policy = None

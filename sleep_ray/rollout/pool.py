@@ -25,7 +25,7 @@ from ray.exceptions import RayActorError
 
 from sleep_ray.sleep.records import Rollout, call
 
-Weights = Callable[[], tuple[dict[str, np.ndarray], int]]
+LatestWeights = Callable[[], tuple[dict[str, np.ndarray], int]]  # () -> (trainable arrays, version)
 
 
 class EngineLostError(RuntimeError):
@@ -70,7 +70,7 @@ class EnginePool:
     def _send(self, part: _Part) -> None:
         part.ref = self.engines[part.engine].generate.remote(part.prompts, **part.kwargs)
 
-    def result(self, req: Request, weights: Weights, min_version: int | None = None) -> list[Rollout]:
+    def result(self, req: Request, weights: LatestWeights, min_version: int | None = None) -> list[Rollout]:
         """The rollouts of `req` in prompt order. A share whose engine died, or that came from weights older than
         `min_version` (a restarted engine), is re-asked after `weights()` is loaded into that engine."""
         out: list[Rollout] = []
@@ -99,7 +99,7 @@ class EnginePool:
             except RayActorError:
                 self._recover(k, lambda: (arrays, version))
 
-    def _recover(self, k: int, weights: Weights) -> None:
+    def _recover(self, k: int, weights: LatestWeights) -> None:
         """Wait for Ray to restart engine k, then load the current weights into it."""
         self.recoveries += 1
         deadline = time.time() + self.timeout_s

@@ -16,7 +16,13 @@ from typing import Any
 from ray import serve
 
 from sleep_ray.wake.deploy import Swapper, serve_config
-from sleep_ray.wake.scheduler import NothingToSleepOnError, SleepBusyError, SleepScheduler, ensure_base_version
+from sleep_ray.wake.scheduler import (
+    NoEarlierVersionError,
+    NothingToSleepOnError,
+    SleepBusyError,
+    SleepScheduler,
+    ensure_base_version,
+)
 from sleep_ray.wake.server import config_of, store_of
 from sleep_ray.wake.store import SleepRecord
 
@@ -67,7 +73,7 @@ class SleepController:
     async def rollback(self) -> tuple[int, Any]:
         try:
             return 200, await asyncio.to_thread(self.scheduler.rollback)
-        except NothingToSleepOnError as e:
+        except NoEarlierVersionError as e:
             return 409, str(e)
         except Exception as e:  # a failed swap leaves the version as it was
             return 409, f"rollback failed: {type(e).__name__}: {e}"

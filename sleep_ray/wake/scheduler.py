@@ -47,7 +47,14 @@ from sleep_ray.wake.night import (
 )
 from sleep_ray.wake.store import SleepRecord, StoredMemory, VersionRecord, WakeStore
 
-__all__ = ["NothingToSleepOnError", "SleepBusyError", "SleepScheduler", "ensure_base_version", "sleep_stages"]
+__all__ = [
+    "NoEarlierVersionError",
+    "NothingToSleepOnError",
+    "SleepBusyError",
+    "SleepScheduler",
+    "ensure_base_version",
+    "sleep_stages",
+]
 
 Swap = Callable[[str, int], None]  # (checkpoint, version) -> returns once every replica serves it
 BACKOFF_STATUSES = ("rejected", "failed")  # a run of these at the end of the sleep list makes the triggers wait
@@ -60,6 +67,10 @@ class SleepBusyError(RuntimeError):
 
 class NothingToSleepOnError(RuntimeError):
     """No unconsolidated memories."""
+
+
+class NoEarlierVersionError(RuntimeError):
+    """A rollback was asked for, but the serving version is the first one."""
 
 
 class SleepScheduler:
@@ -208,7 +219,7 @@ class SleepScheduler:
             active = self.store.active_version()
             older = [r for r in self.store.versions() if active is not None and r.version < active]
             if not older:
-                raise NothingToSleepOnError(f"no version before {active} to roll back to")
+                raise NoEarlierVersionError(f"no version before {active} to roll back to")
             target = older[-1]
             self._rollbacks += 1  # even if the swap fails: a running sleep began on a model being replaced
             self.swap(target.checkpoint, target.version)

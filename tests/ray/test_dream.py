@@ -13,7 +13,7 @@ import pytest
 from sleep_ray.config import load_config
 from sleep_ray.data import prompts
 from sleep_ray.dream.critic import TrialCritic
-from sleep_ray.dream.records import DreamSample, Probe
+from sleep_ray.dream.records import DreamSample, SelfProbe
 from sleep_ray.dream.trials import TrialFailedError, TrialPool
 from tests.ray.test_sleep import BASE
 
@@ -32,7 +32,7 @@ SMALL_DREAM = [
 
 def _pool(ray, made: list[int], timeout_s: float, trial_steps: int) -> TrialPool:
     cfg = load_config(None, [f"sleep.dreaming.trial_steps={trial_steps}"]).sleep.dreaming
-    probes = [Probe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel")]
+    probes = [SelfProbe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel")]
 
     def new_critic(worker: int):
         made.append(worker)

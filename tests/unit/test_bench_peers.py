@@ -48,10 +48,10 @@ def test_sdft_teacher_prompt_is_the_sleep_teachers():
 @pytest.mark.parametrize("method", PEERS)
 def test_each_peer_trains_and_saves_a_plain_checkpoint(day, method, tmp_path):
     cfg, memories, qa = day
-    p = load_config(CONFIG, ["bench.peers.steps=3", "bench.peers.batch_size=4", "bench.peers.curve_points=1"])
+    p = load_config(CONFIG, ["bench.peers.batch_size=4", "bench.peers.curve_points=1"])
     points = []
     run = train_peer(
-        method, base=BASE, texts=[m.text for m in memories], qa=qa, lr=1e-3, cfg=p.bench.peers,
+        method, base=BASE, texts=[m.text for m in memories], qa=qa, lr=1e-3, steps=3, cfg=p.bench.peers,
         fmt=PromptFormat.of(load_pretrained(BASE)[1]), max_new_tokens=8, temperature=1.0, wall_limit_s=0,
         out=tmp_path, probe=lambda m: points.append(1) or 0.5, seed=0,
     )  # fmt: skip
@@ -68,9 +68,9 @@ def test_each_peer_trains_and_saves_a_plain_checkpoint(day, method, tmp_path):
 
 def test_the_wall_limit_stops_a_peer(day, tmp_path):
     cfg, memories, qa = day
-    p = load_config(CONFIG, ["bench.peers.steps=500", "bench.peers.batch_size=2", "bench.peers.curve_points=1"])
+    p = load_config(CONFIG, ["bench.peers.batch_size=2", "bench.peers.curve_points=1"])
     run = train_peer(
-        "trl_sft", base=BASE, texts=[m.text for m in memories], qa=qa, lr=1e-4, cfg=p.bench.peers,
+        "trl_sft", base=BASE, texts=[m.text for m in memories], qa=qa, lr=1e-4, steps=500, cfg=p.bench.peers,
         fmt=None, max_new_tokens=8, temperature=1.0, wall_limit_s=0.5, out=tmp_path, probe=lambda m: 0.0, seed=0,
     )  # fmt: skip
     assert run.stopped_by_wall and run.steps < 500
@@ -78,9 +78,14 @@ def test_the_wall_limit_stops_a_peer(day, tmp_path):
 
 def test_bench_writes_table_json_and_plot(tmp_path):
     overrides = [
-        f"run_dir={tmp_path}", "bench.peers.methods=[trl_sft_lora]", "bench.peers.steps=2", "bench.peers.batch_size=4",
-        "bench.peers.lora_lrs=[1e-3,1e-2]", "bench.peers.curve_points=1", "sleep.seeding.questions_per_memory=1",
-    ]  # fmt: skip
+        f"run_dir={tmp_path}",
+        "bench.peers.methods=[trl_sft_lora]",
+        "bench.peers.steps.trl_sft_lora=2",
+        "bench.peers.batch_size=4",
+        "bench.peers.lrs.trl_sft_lora=[1e-3,1e-2]",
+        "bench.peers.curve_points=1",
+        "sleep.seeding.questions_per_memory=1",
+    ]
     result = run_peers(CONFIG, overrides)
     out = tmp_path / "bench" / "peers"
     saved = json.loads((out / "peers.json").read_text())
@@ -90,11 +95,19 @@ def test_bench_writes_table_json_and_plot(tmp_path):
     assert 0 <= row["share_of_in_context"] and row["wall_s"] > 0 and row["quality_per_s_vs_sleep"] is None
     assert (out / "plot_peers.png").stat().st_size > 0
     assert "trl_sft_lora" in (out / "peers.md").read_text() and table(result).count("\n| trl_sft_lora |") == 1
+    # a rerun in the same run_dir reuses each finished learning rate's run (the bench resumes)
+    marks = {p: p.stat().st_mtime_ns for p in (out / "trl_sft_lora").glob("lr-*-steps-2/model/model.safetensors")}
+    assert len(marks) == 2 and len(list((out / "trl_sft_lora").glob("lr-*/run.json"))) == 2
+    again = run_peers(CONFIG, overrides)
+    assert again["methods"][0]["tuning"] == row["tuning"]
+    assert {p: p.stat().st_mtime_ns for p in marks} == marks
 
 
 def test_unknown_method_and_missing_extra_fail_clearly(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="bench.peers.methods"):
         run_peers(CONFIG, [f"run_dir={tmp_path}", "bench.peers.methods=[trl_ppo]"])
+    with pytest.raises(ConfigError, match=r"bench.peers.lrs.trl_gkd"):
+        run_peers(CONFIG, [f"run_dir={tmp_path}", "bench.peers.methods=[trl_gkd]", "bench.peers.lrs.trl_gkd=[]"])
     monkeypatch.setitem(sys.modules, "trl", None)  # what an environment without the extra looks like
     with pytest.raises(MissingExtraError, match=r"\[bench\]"):
         trl_version()

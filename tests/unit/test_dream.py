@@ -11,7 +11,7 @@ from sleep_ray.config import load_config
 from sleep_ray.data import prompts
 from sleep_ray.dream.critic import TrialCritic
 from sleep_ray.dream.generator import DreamGenerator
-from sleep_ray.dream.records import DreamSample, Probe, TrialResult, parse_dream
+from sleep_ray.dream.records import DreamSample, SelfProbe, TrialResult, parse_dream
 from sleep_ray.dream.select import importance, select, sft_loss
 from tests.conftest import ROOT
 
@@ -69,8 +69,8 @@ def _dream(student: str, completion: str) -> DreamSample:
 def test_a_dream_that_cannot_help_gets_reward_zero_and_leaves_the_student_untouched():
     cfg = load_config(None, ["sleep.dreaming.trial_steps=6"]).sleep.dreaming
     probes = [
-        Probe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel"),
-        Probe("m1", prompts.closed_book("What does Ana Vel do for a living?"), "baker"),
+        SelfProbe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel"),
+        SelfProbe("m1", prompts.closed_book("What does Ana Vel do for a living?"), "baker"),
     ]
     critic = TrialCritic(BASE, probes, cfg, threads=0)
     before = {n: p.detach().clone() for n, p in critic.lora.model.named_parameters() if "lora" not in n}
@@ -147,7 +147,7 @@ def test_rest_em_raises_the_mean_trial_reward_over_rounds_on_the_test_config():
     teacher = TeacherSelf(BASE, threads=0)
     items = teacher.write_questions(memories, per_memory=4, seed=d.probe_seed)
     answers = teacher.answer([it.teacher for it in items], max_new_tokens=d.max_new_tokens)
-    probes = [Probe(it.memory_id, it.student, a) for it, a in zip(items, answers) if a.strip()]
+    probes = [SelfProbe(it.memory_id, it.student, a) for it, a in zip(items, answers) if a.strip()]
     contexts = teacher.contexts(memories)
     gen, critic = DreamGenerator(BASE, d, threads=0, seed=0), TrialCritic(BASE, probes, d, threads=0)
     means = []

@@ -227,11 +227,11 @@ def test_the_dream_roles_load_in_the_config_dtype_and_keep_their_adapters_in_flo
     from sleep_ray.data import prompts
     from sleep_ray.dream.critic import TrialCritic
     from sleep_ray.dream.generator import DreamGenerator
-    from sleep_ray.dream.records import DreamSample, Probe
+    from sleep_ray.dream.records import DreamSample, SelfProbe
 
     cfg = load_config(None, ["sleep.dreaming.trial_steps=2", "sleep.dreaming.max_new_tokens=6"]).sleep.dreaming
     gen = DreamGenerator(str(grown), cfg, threads=0, seed=0, dtype="bfloat16")
-    probes = [Probe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel")]
+    probes = [SelfProbe("m1", prompts.closed_book("Where does Ana Vel live?"), "Miravel")]
     critic = TrialCritic(str(grown), probes, cfg, growth=load_growth(grown), threads=0, dtype="bfloat16")
     for lora in (gen.lora, critic.lora):
         frozen = {p.dtype for n, p in lora.model.named_parameters() if "lora_" not in n}
