@@ -117,22 +117,23 @@ def _callback(meter: Meter, limit_s: float, at: set[int], probe: Callable[[Any],
     class Clock(TrainerCallback):
         """Checks the curve at the chosen steps (off the clock) and stops training at the wall limit."""
 
-        stopped = False
-        generated = 0.0  # completion tokens, from the mean length TRL logs (SDFT does not count its inputs)
-        logged_at = 0
+        def __init__(self) -> None:
+            self.stopped = False
+            self.generated = 0.0  # completion tokens, from the mean length TRL logs (SDFT does not count its inputs)
+            self.logged_at = 0
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if logs and "completions/mean_length" in logs:
-                steps = state.global_step - Clock.logged_at
-                Clock.generated += float(logs["completions/mean_length"]) * args.per_device_train_batch_size * steps
-                Clock.logged_at = state.global_step
+                steps = state.global_step - self.logged_at
+                self.generated += float(logs["completions/mean_length"]) * args.per_device_train_batch_size * steps
+                self.logged_at = state.global_step
 
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
             if state.global_step in at:
                 with meter.paused():
                     curve.append((round(meter.wall, 2), probe(model)))
             if limit_s and meter.elapsed() >= limit_s:
-                Clock.stopped = control.should_training_stop = True
+                self.stopped = control.should_training_stop = True
 
     return Clock()
 
