@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-heavy test-vllm lint format clean
+.PHONY: install demo test test-fast test-heavy test-vllm lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: install
 
 test: install
 	$(VENV)/bin/pytest -m "not vllm and not gpu and not heavy" -q --durations=15
+
+# The fast tier while you work (unit tests and the quickest Ray tests, under 3 minutes on 2 cores); CI runs `make test`.
+test-fast: install
+	$(VENV)/bin/pytest -m "not vllm and not gpu and not heavy and not slow" -q --durations=10
 
 # The end-to-end tests of minutes each (kept out of `make test` so that it stays under 25 minutes on 2 cores).
 test-heavy: install

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from sleep_ray.bench.day_eval import CycleEval
-from sleep_ray.config import Config
+from sleep_ray.config import Config, load_config
 from sleep_ray.data.schema import World
 from sleep_ray.data.testdays import DEV_SEEDS, FINAL_SEEDS, generate_test_days
 from sleep_ray.data.world import generate_world
 
-__all__ = ["CycleEval", "add_day_arguments", "append_row", "load_day"]
+__all__ = ["CycleEval", "add_day_arguments", "append_row", "load_day", "night_start"]
 
 
 def append_row(path: str | Path, row: dict[str, Any]) -> None:
@@ -44,3 +44,20 @@ def load_day(cfg: Config, args: argparse.Namespace) -> tuple[World, str]:
         raise SystemExit(f"seed {args.day_seed} is a final test-day seed: pass --final, and tune nothing on it")
     day = generate_test_days(cfg.data.world, seed=args.day_seed, style=args.day, days=2, people=args.day_people)
     return World(world.documents, tuple(day)), f"{args.day}:{args.day_seed}:{args.day_people}"
+
+
+def night_start(parser: argparse.ArgumentParser, run_prefix: str) -> tuple[argparse.Namespace, Config, World, str]:
+    """What every night benchmark does first: `--tag`, `--config`, the day's arguments and trailing overrides
+    (add the benchmark's own arguments to `parser` before), the config with run_dir runs/bench/<prefix><tag>, two
+    torch threads, and the day (`load_day`). Returns (args, cfg, world, day label)."""
+    import torch
+
+    parser.add_argument("--tag", default="default")
+    parser.add_argument("--config", default="examples/sleep_tiny.yaml")
+    add_day_arguments(parser)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    cfg = load_config(args.config, [f"run_dir=runs/bench/{run_prefix}{args.tag}", *args.overrides])
+    torch.set_num_threads(2)
+    world, day = load_day(cfg, args)
+    return args, cfg, world, day

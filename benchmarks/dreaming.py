@@ -24,19 +24,19 @@ import time
 from pathlib import Path
 
 import ray
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle_eval import CycleEval, add_day_arguments, append_row, load_day  # noqa: E402
+from cycle_eval import CycleEval, append_row, night_start  # noqa: E402
 
-from sleep_ray.config import Config, load_config  # noqa: E402
+from sleep_ray.config import Config  # noqa: E402
 from sleep_ray.dream.critic import TrialCritic  # noqa: E402
 from sleep_ray.dream.generator import DreamGenerator  # noqa: E402
 from sleep_ray.dream.run import growth_of, run_dreaming, write_probes  # noqa: E402
 from sleep_ray.dream.trials import TrialPool  # noqa: E402
-from sleep_ray.sleep.records import call  # noqa: E402
-from sleep_ray.sleep.run import run_seeding  # noqa: E402
-from sleep_ray.sleep.teacher import TeacherSelf  # noqa: E402
+from sleep_ray.records import call  # noqa: E402
+from sleep_ray.roles.teacher import TeacherSelf  # noqa: E402
+from sleep_ray.runtime.cluster import init_ray  # noqa: E402
+from sleep_ray.seeding.run import run_seeding  # noqa: E402
 
 
 def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int, workers: tuple[int, ...] = (1, 2)) -> dict:
@@ -70,21 +70,14 @@ def scaling(cfg: Config, seeded: str, memories: list, n_dreams: int, workers: tu
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tag", default="default")
-    parser.add_argument("--config", default="examples/sleep_tiny.yaml")
     parser.add_argument("--seeded", help="a stage-1 output of the same cycle to start from (copied)")
     parser.add_argument("--scaling", action="store_true", help="measure trials/min with 1 and 2 workers only")
     parser.add_argument("--scaling-dreams", type=int, default=48)
-    add_day_arguments(parser)
     parser.add_argument("--out", help="also write the row to this JSON file")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    cfg = load_config(args.config, [f"run_dir=runs/bench/dream_{args.tag}", *args.overrides])
-    torch.set_num_threads(2)
-    world, day = load_day(cfg, args)
+    args, cfg, world, day = night_start(parser, "dream_")
     memories = [m for m in world.stream if m.cycle == 1]
     tomorrow = [m for m in world.stream if m.cycle == 2 and m.kind == "document"][:24]
-    ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
+    init_ray(cfg.resources, local_cpus=4)
     if args.scaling:
         if not args.seeded:
             raise SystemExit("--scaling needs --seeded")

@@ -28,15 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cycle_eval import append_row  # noqa: E402
 from dreaming import scaling as trial_scaling  # noqa: E402
 
-from sleep_ray.config import load_config  # noqa: E402
+from sleep_ray.config import load_config
 from sleep_ray.data import prompts  # noqa: E402
 from sleep_ray.data.world import generate_world  # noqa: E402
 from sleep_ray.eval.harness import items  # noqa: E402
+from sleep_ray.records import call  # noqa: E402
 from sleep_ray.rollout.hf import HFEngine  # noqa: E402
 from sleep_ray.rollout.pool import EnginePool  # noqa: E402
-from sleep_ray.sleep.records import call  # noqa: E402
-from sleep_ray.sleep.resources import role_actor  # noqa: E402
-from sleep_ray.sleep.run import grow_student  # noqa: E402
+from sleep_ray.runtime.cluster import init_ray  # noqa: E402
+from sleep_ray.runtime.resources import role_actor  # noqa: E402
+from sleep_ray.seeding.run import grow_student  # noqa: E402
 
 
 def rollout_scaling(cfg, init: str, questions: list[str], workers: list[int], rounds: int) -> dict:
@@ -77,7 +78,7 @@ def main() -> None:
     questions = [prompts.closed_book(it.probe.question) for it in items(world, ("eval",)) if it.cycle == "base"]
     init = Path(cfg.run_dir) / "grown"
     grow_student(cfg, cfg.model.path, init, cycle=1)  # the sleep's starting point, growth.json included
-    ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
+    init_ray(cfg.resources, local_cpus=4)
     row = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores"
         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),

@@ -20,27 +20,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import ray
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle_eval import add_day_arguments, append_row, load_day  # noqa: E402
+from cycle_eval import append_row, night_start  # noqa: E402
 
-from sleep_ray.config import load_config
 from sleep_ray.eval.harness import accuracy, items
 from sleep_ray.models.build import load_pretrained
-from sleep_ray.sleep.run import run_seeding
+from sleep_ray.runtime.cluster import init_ray
+from sleep_ray.seeding.run import run_seeding
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tag", default="default")
-    parser.add_argument("--config", default="examples/sleep_tiny.yaml")
-    add_day_arguments(parser)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    cfg = load_config(args.config, [f"run_dir=runs/bench/{args.tag}", *args.overrides])
-    torch.set_num_threads(2)
-    world, day = load_day(cfg, args)
+    args, cfg, world, day = night_start(argparse.ArgumentParser(), "")
     memories = [m for m in world.stream if m.cycle == 1]
     probes = [it for it in items(world, ("eval",)) if it.cycle == "1"]
     by_kind = defaultdict(list)
@@ -56,7 +47,7 @@ def main() -> None:
     upper = {k: acc(base, v, True) for k, v in by_kind.items()}
     base_before = acc(base, base_probes)
 
-    ray.init(num_cpus=cfg.resources.num_cpus or 4, log_to_driver=False, configure_logging=False)
+    init_ray(cfg.resources, local_cpus=4)
     t0 = time.time()
     result = run_seeding(
         cfg, checkpoint=cfg.model.path, memories=memories, out_dir=Path(cfg.run_dir) / "cycle-1", cycle=1
@@ -83,7 +74,7 @@ def main() -> None:
         "sleep_wall_s": round(wall, 1),
         "timings": result.record["timings"],
         "prompts": result.record["prompts"],
-        "dreams": result.record["dreams"],
+        "imitation_items": result.record["imitation_items"],
         "last_metrics": result.record["metrics"][-1] if result.record["metrics"] else {},
     }
     append_row("runs/bench/seeding.jsonl", row)

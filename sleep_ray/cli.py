@@ -102,7 +102,7 @@ def _sleep_checkpoint(cfg: Config, cycle: int) -> str:
 
 def cmd_sleep(cfg: Config, args: argparse.Namespace) -> int:
     from sleep_ray.data.schema import read_stream
-    from sleep_ray.sleep.run import run_seeding
+    from sleep_ray.seeding.run import run_seeding
 
     if args.memories:
         path = Path(args.memories)
@@ -121,22 +121,23 @@ def cmd_sleep(cfg: Config, args: argparse.Namespace) -> int:
         raise ValueError(f"--stages: unknown stage(s) {unknown}; use seeding, dreaming or both")
     console.print(f"sleep: cycle {args.cycle}, {len(memories)} memories, from {ckpt}, stages {','.join(stages)}")
     if "seeding" in stages:
-        rec = run_seeding(cfg, checkpoint=ckpt, memories=memories, out_dir=out, cycle=args.cycle).record
+        seeded = run_seeding(cfg, checkpoint=ckpt, memories=memories, out_dir=out, cycle=args.cycle)
+        rec = seeded.record
         console.print(
-            f"seeding: wrote {out} (weight version {rec['weight_version']}): {rec['steps']} steps, "
-            f"prompts {rec['prompts']}, {rec['dreams']} dreams, {rec['timings']['total_s']:.0f} s"
+            f"seeding: wrote {out} (weight version {seeded.weight_version}): {seeded.steps} steps, "
+            f"prompts {rec['prompts']}, {rec['imitation_items']} imitation items, {seeded.seconds:.0f} s"
         )
     if "dreaming" in stages:
         from sleep_ray.dream.run import run_dreaming
 
         if not (out / "config.json").is_file():
             raise ValueError(f"dreaming continues a seeded model, but {out} holds none: run --stages seeding first")
-        rec = run_dreaming(cfg, parent=ckpt, seeded=out, memories=memories, out_dir=out, cycle=args.cycle).record
-        dr = rec["dreaming"]
+        dreamt = run_dreaming(cfg, parent=ckpt, seeded=out, memories=memories, out_dir=out, cycle=args.cycle)
+        dr = dreamt.record["dreaming"]
         console.print(
             f"dreaming: wrote {out}: {dr['winners']} winning dreams over {len(dr['rounds'])} rounds "
             f"(mean reward by round {[round(x['mean_reward'], 3) for x in dr['rounds']]}), "
-            f"{dr['timings']['total_s']:.0f} s"
+            f"{dreamt.seconds:.0f} s"
         )
     return 0
 
@@ -252,7 +253,7 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_night(cfg: Config, args: argparse.Namespace) -> int:
-    from sleep_ray.sleep.night_report import night_report, read_record
+    from sleep_ray.runtime.night_report import night_report, read_record
 
     console.print(night_report(read_record(args.checkpoint)))
     return 0

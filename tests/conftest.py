@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-HANDMADE = ROOT / "tests" / "data" / "handmade"
-
-TINY = [
-    "model.hidden_size=64",
-    "model.num_heads=1",
-    "model.num_kv_heads=1",
-    "model.num_layers=2",
-    "model.intermediate_size=128",
-    "model.vocab_size=512",
-]
+from tests.helpers import HANDMADE, TINY  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,19 +28,6 @@ def tiny_model(tiny_tokenizer):
     from sleep_ray.models.build import build_model
 
     return build_model(load_config(None, TINY).model, tiny_tokenizer, seed=0)
-
-
-# A short pretraining config for tests: tiny model, small batches, the hand-written world.
-SHORT_PRETRAIN = [
-    *TINY,
-    "pretrain.steps=120",
-    "pretrain.batch_size=8",
-    "pretrain.seq_len=128",
-    "pretrain.warmup_steps=10",
-    "pretrain.eval_every=150",
-    "pretrain.checkpoint_every=150",
-    "eval.max_new_tokens=6",
-]
 
 
 @pytest.fixture(scope="session")

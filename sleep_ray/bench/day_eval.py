@@ -63,7 +63,7 @@ class CycleEval:
     def writing(self, checkpoint: str, memories: list[Any]) -> dict[str, float]:
         """The other skill the next teacher needs: 4 questions written about each of `memories` (the next day's,
         seed 1); the share that named the memory right as written, and the share grounded after repair."""
-        from sleep_ray.sleep.teacher import TeacherSelf
+        from sleep_ray.roles.teacher import TeacherSelf
 
         writer = TeacherSelf(checkpoint, threads=0)
         writer.write_questions(memories, per_memory=4, seed=1)

@@ -33,6 +33,7 @@ from sleep_ray.config import Config
 from sleep_ray.data.schema import Memory
 from sleep_ray.models.build import DTYPES, count_parameters, load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, read_meta, save_checkpoint
+from sleep_ray.seeds import derive
 from sleep_ray.train.pretrain import make_batch
 
 
@@ -129,7 +130,7 @@ def sft_cycle(
     seq_len = min(cfg.pretrain.seq_len, model.config.max_position_embeddings)
     model.train()
     for step in range(steps):
-        rng = random.Random(cfg.seed * 1_000_003 + cycle * 10_007 + step)
+        rng = random.Random(derive(cfg.seed, cycle * 10_007 + step))
         input_ids, labels = make_batch(pool, tokenizer, rng, batch, seq_len)  # type: ignore[arg-type]
         loss = model(input_ids=input_ids, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)

@@ -31,21 +31,22 @@ import torch
 from sleep_ray.bench.day_eval import CycleEval
 from sleep_ray.bench.peers_report import plot, table
 from sleep_ray.bench.trl_peers import PEERS, QA, Meter, PeerRun, train_peer, trl_version
-from sleep_ray.config import Config, ConfigError, load_config
+from sleep_ray.config import PEER_METHODS, Config, load_config
 from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.data.schema import Memory
 from sleep_ray.data.world import generate_world
 from sleep_ray.models.build import count_parameters, load_pretrained
+from sleep_ray.seeds import derive
 
 log = logging.getLogger(__name__)
 
-METHODS = ("sleep", "seeding", *PEERS)
+METHODS = PEER_METHODS  # sleep_ray's rows first, then TRL's (PEERS)
 
 
 def day_material(cfg: Config, base: str, memories: list[Memory], seed: int) -> list[QA]:
     """The sleep's own question material for the peers: questions the base model writes about each memory
     (grounded), each answered by the base model with the memory in context."""
-    from sleep_ray.sleep.teacher import TeacherSelf
+    from sleep_ray.roles.teacher import TeacherSelf
 
     s = cfg.sleep.seeding
     teacher = TeacherSelf(base, threads=0, dtype=cfg.model.dtype)
@@ -72,7 +73,7 @@ def _sleep_rows(cfg: Config, memories: list[Memory], root: Path, ev: CycleEval, 
     """The sleep and its first stage, timed without the evaluation between them; kept in `sleep_rows.json` (a
     rerun in the same run_dir reuses them: delete the file to sleep again)."""
     from sleep_ray.dream.run import run_dreaming
-    from sleep_ray.sleep.run import run_seeding
+    from sleep_ray.seeding.run import run_seeding
 
     cache = root / "sleep_rows.json"
     if cache.is_file():
@@ -95,7 +96,7 @@ def _sleep_rows(cfg: Config, memories: list[Memory], root: Path, ev: CycleEval, 
             "library": "sleep_ray",
             "wall_s": round(seeding_wall, 1),
             "cpu_s": round(seeding_cpu, 1),
-            "steps": int(seeded.record["steps"]),
+            "steps": seeded.steps,
             "tokens": tokens,
             "trainable": grown,
             "checkpoint": str(root / "seeding" / "model"),
@@ -115,7 +116,7 @@ def _sleep_rows(cfg: Config, memories: list[Memory], root: Path, ev: CycleEval, 
                 "library": "sleep_ray",
                 "wall_s": round(meter.wall, 1),
                 "cpu_s": round(meter.cpu, 1),
-                "steps": rows[0]["steps"] + int(d["rehearsal_steps"]),
+                "steps": rows[0]["steps"] + dreamt.steps,
                 "tokens": tokens + sum(int(r.get("tokens", 0)) for r in d.get("metrics", [])),
                 "trainable": grown,
                 "checkpoint": str(out),
@@ -202,17 +203,9 @@ def _peer_row(
 def run_peers(config: str | None, overrides: list[str]) -> dict[str, Any]:
     """Run the benchmark (module docstring); returns and writes the summary."""
     cfg: Config = load_config(config, overrides)
-    p = cfg.bench.peers
-    unknown = sorted(set(p.methods) - set(METHODS))
-    if unknown:
-        raise ConfigError(f"bench.peers.methods: unknown {unknown}; known: {', '.join(METHODS)}")
+    p = cfg.bench.peers  # methods, steps and learning rates were checked at load
     methods = [m for m in METHODS if not p.methods or m in p.methods]
     peers = [m for m in methods if m in PEERS]
-    for name in peers:
-        if p.steps.get(name, 0) < 1:
-            raise ConfigError(f"bench.peers.steps.{name}: give the peer at least one step")
-        if not p.lrs.get(name) or min(p.lrs[name]) <= 0:
-            raise ConfigError(f"bench.peers.lrs.{name}: give the peer at least one positive learning rate")
     version = trl_version() if peers else ""
     root = Path(cfg.run_dir) / "bench" / "peers"
     root.mkdir(parents=True, exist_ok=True)
@@ -226,7 +219,7 @@ def run_peers(config: str | None, overrides: list[str]) -> dict[str, Any]:
     sleep_wall = next((r["wall_s"] for r in rows if r["method"] == "sleep"), 0.0)
     limit = p.wall_limit_s or sleep_wall
     if peers:
-        qa = day_material(cfg, cfg.model.path, memories, seed=cfg.seed * 1000 + 1)
+        qa = day_material(cfg, cfg.model.path, memories, seed=derive(cfg.seed, 1, base=1000))
         for name in peers:
             rows.append(
                 {

@@ -135,5 +135,5 @@ def _sleep_summary(out: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     rec = json.loads(path.read_text())
-    keep = ("steps", "prompts", "dreams", "grounding", "timings", "weight_version")
+    keep = ("steps", "prompts", "imitation_items", "grounding", "timings", "weight_version")
     return {k: rec[k] for k in keep if k in rec}

@@ -35,13 +35,15 @@ from sleep_ray.data import prompts
 from sleep_ray.data.world import generate_world
 from sleep_ray.models.generate import complete
 from sleep_ray.models.scoring import completion_logits
+from sleep_ray.records import SeedPrompt, TeacherLogits, call
+from sleep_ray.roles.student import distill_loss, load_student, prepare_trainable, trainable_arrays
 from sleep_ray.rollout.engine import to_arrays
 from sleep_ray.rollout.hf import HFEngine
 from sleep_ray.rollout.pool import EnginePool
-from sleep_ray.sleep.records import SeedPrompt, TeacherLogits, call
-from sleep_ray.sleep.resources import ray_resources, role_actor
-from sleep_ray.sleep.run import grow_student, run_seeding
-from sleep_ray.sleep.student import distill_loss, load_student, prepare_trainable, trainable_arrays
+from sleep_ray.runtime.cluster import init_ray
+from sleep_ray.runtime.export import grow_student
+from sleep_ray.runtime.resources import ray_resources, role_actor
+from sleep_ray.seeding.run import run_seeding
 
 PARTS = ("rollout", "push", "train", "sleep", "swap")
 
@@ -265,8 +267,7 @@ def run_system(
     questions = [prompts.closed_book(p.question) for d in world.documents for p in d.probes][:96]
     init = (Path(cfg.run_dir) / "bench" / "grown").resolve()  # Ray Train workers run in another directory
     grow_student(cfg, cfg.model.path, init, cycle=1)  # a sleep's starting point: every part uses it
-    if not ray.is_initialized():
-        ray.init(num_cpus=int(cfg.resources.num_cpus) or 4, include_dashboard=True, dashboard_host="127.0.0.1")
+    init_ray(cfg.resources, dashboard_port=cfg.serve.dashboard_port, local_cpus=4)
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         + (torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sleep_ray.config.fields import spec
+from sleep_ray.config.fields import ConfigError, spec
 
 
 @dataclass
@@ -32,11 +32,15 @@ class RealBenchConfig:
     passages: int = spec(0, lo=0, help="natural passages slept on; 0 = all")
 
 
+# `sleep-ray bench peers`: sleep_ray's own rows, then TRL's trainers (sleep_ray/bench/trl_peers.py)
+PEER_METHODS = ("sleep", "seeding", "trl_sft", "trl_sft_lora", "trl_gkd", "trl_sdft")
+
+
 @dataclass
 class PeersBenchConfig:
     """`sleep-ray bench peers`: one day through sleep_ray and through TRL's trainers (sleep_ray/bench/peers.py)."""
 
-    methods: list[str] = spec([], help="methods to run (bench/peers.py: METHODS); empty = all")
+    methods: list[str] = spec([], help="methods to run (of PEER_METHODS); empty = all")
     steps: dict[str, int] = spec(
         {"trl_sft": 200, "trl_sft_lora": 200, "trl_gkd": 200, "trl_sdft": 2000},
         help="optimizer steps each TRL peer may take (the wall limit may stop it sooner)",
@@ -57,3 +61,16 @@ class BenchConfig:
     consolidation: ConsolidationBenchConfig = field(default_factory=ConsolidationBenchConfig)
     real: RealBenchConfig = field(default_factory=RealBenchConfig)
     peers: PeersBenchConfig = field(default_factory=PeersBenchConfig)
+
+
+def validate_peers(p: PeersBenchConfig, prefix: str) -> None:
+    """Cross-field checks of `bench.peers`: known methods, and a step budget and a learning rate for every TRL peer
+    that runs. Raises ConfigError naming the key."""
+    unknown = sorted(set(p.methods) - set(PEER_METHODS))
+    if unknown:
+        raise ConfigError(f"{prefix}methods: unknown {unknown}; known: {', '.join(PEER_METHODS)}")
+    for name in (m for m in PEER_METHODS if m.startswith("trl_") and (not p.methods or m in p.methods)):
+        if p.steps.get(name, 0) < 1:
+            raise ConfigError(f"{prefix}steps.{name}: give the peer at least one step")
+        if not p.lrs.get(name) or min(p.lrs[name]) <= 0:
+            raise ConfigError(f"{prefix}lrs.{name}: give the peer at least one positive learning rate")

@@ -19,10 +19,10 @@ from sleep_ray.config import DreamingConfig
 from sleep_ray.dream.lora import Adapter
 from sleep_ray.dream.records import DreamSample, SelfProbe, TrialResult
 from sleep_ray.dream.select import importance
+from sleep_ray.eval.metrics import agreement
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
 from sleep_ray.models.growth import GrowthRecord, freeze_all_but_expert
-from sleep_ray.wake.gate import agreement
 
 
 class TrialCritic:

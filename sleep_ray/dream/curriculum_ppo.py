@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sleep_ray.dream.curriculum import KINDS, CurriculumEnv, pick, uniform_policy
+from sleep_ray.seeds import derive
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -95,7 +96,7 @@ def episode_returns(
     env = CurriculumEnv(env_config)
     out = np.zeros(episodes)
     for e in range(episodes):
-        obs, _ = env.reset(seed=seed * 1_000_003 + e)
+        obs, _ = env.reset(seed=derive(seed, e))
         done = False
         while not done:
             arm = pick(np.asarray(act(obs), dtype=float), np.repeat(env.present, KINDS) > 0, rng)

@@ -31,7 +31,7 @@ import numpy as np
 import ray
 from transformers import AutoTokenizer
 
-from sleep_ray.config import Config, ConfigError
+from sleep_ray.config import Config
 from sleep_ray.data.grounding import Ledger
 from sleep_ray.data.schema import Memory
 from sleep_ray.dream.critic import TrialCritic
@@ -42,24 +42,24 @@ from sleep_ray.dream.select import select
 from sleep_ray.dream.trials import TrialPool
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.growth import GrowthRecord
+from sleep_ray.records import Rollout, SeedPrompt, call
+from sleep_ray.roles.student import GROWTH_FILE, load_growth, save_growth
+from sleep_ray.roles.teacher import TeacherSelf
+from sleep_ray.roles.train_loop import MODEL_DIR, shares
 from sleep_ray.rollout.engine import make_rollout
-from sleep_ray.sleep.budget import night_steps
-from sleep_ray.sleep.records import Rollout, SeedPrompt, call
-from sleep_ray.sleep.resources import check_resources, role_actor
-from sleep_ray.sleep.run import (
-    MODEL_DIR,
+from sleep_ray.runtime.budget import night_steps
+from sleep_ray.runtime.cluster import engine_kwargs, init_ray
+from sleep_ray.runtime.export import (
     RECORD_FILE,
     SleepResult,
-    engine_kwargs,
     export_checkpoint,
-    init_ray,
     read_metrics,
     rehearsal_anchor,
-    train_student,
+    stage_folders,
 )
-from sleep_ray.sleep.student import GROWTH_FILE, load_growth, save_growth
-from sleep_ray.sleep.teacher import TeacherSelf
-from sleep_ray.sleep.train_loop import shares
+from sleep_ray.runtime.fit import train_student
+from sleep_ray.runtime.resources import check_resources, role_actor
+from sleep_ray.seeds import derive
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +169,20 @@ def run_dreaming(
     if not memories:
         raise ValueError(f"cycle {cycle} has no memories to dream about")
     policy = None
-    if d.curriculum == "ppo":
-        if not d.curriculum_policy:
-            raise ConfigError("sleep.dreaming.curriculum=ppo needs sleep.dreaming.curriculum_policy (a saved policy)")
+    if d.curriculum == "ppo":  # the policy file is required at config load
         from sleep_ray.dream.curriculum_ppo import load_policy
 
         policy = load_policy(d.curriculum_policy)
     seeded, out = str(seeded), Path(out_dir)
     version = read_meta(seeded).version
-    work = out.with_name(out.name + ".dream.work")
-    logs = out.with_name(out.name + ".dream.logs")
+    work, logs = stage_folders(out, "dreaming")
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
     growth = growth_of(seeded)
     shutil.copytree(seeded, work / "init")
     save_growth(work / "init", growth)
-    init_ray(cfg)
+    init_ray(cfg.resources)
     roles = {"teacher": 1, "dream_generator": d.num_workers, "trial_critic": d.num_workers}
     check_resources(r, roles, r.train_workers if d.rehearsal_steps else 0)
 
@@ -234,7 +231,7 @@ def run_dreaming(
         for rnd in range(d.rest_em_rounds + 1 if d.rehearse_winners else 0):
             t = time.time()
             parts = [x for x in shares(contexts, len(gens)) if x]
-            wseed = [seed * 1009 + rnd * 31 + k for k in range(len(parts))]
+            wseed = [derive(seed, rnd * 31 + k, base=1009) for k in range(len(parts))]
             plan = (
                 plan_round(cfg, policy, memories, arm_stats(results_all, tried), seed + rnd) if policy and rnd else None
             )
@@ -275,7 +272,9 @@ def run_dreaming(
             floor=d.min_rehearsal_steps,
             cap=d.rehearsal_steps,
         )
-        s = dataclasses.replace(cfg.sleep.seeding, steps=steps, alpha=1.0, lmbda=0.0)
+        s = dataclasses.replace(
+            cfg.sleep.seeding, steps=steps, lr=d.rehearsal_lr, batch_size=d.rehearsal_batch_size, alpha=1.0, lmbda=0.0
+        )
         result = train_student(
             cfg,
             s,
@@ -284,7 +283,7 @@ def run_dreaming(
             actors=([teacher], None, []),
             items=items,
             pool=sample_pool,
-            dreams=[],
+            imitation=[],
             seed=seed + 17,
         )
         times["rehearsal_s"] = time.time() - t
@@ -320,7 +319,8 @@ def run_dreaming(
     record.setdefault("steps", 0)
     exported = export_checkpoint(cfg, parent, source, out, cycle, record, version)
     shutil.rmtree(work, ignore_errors=True)
-    return SleepResult(exported, record)
+    dreaming = record["dreaming"]
+    return SleepResult(exported, "dreaming", record["weight_version"], s.steps, dreaming["timings"]["total_s"], record)
 
 
 def _log_trials(path: Path, rnd: int, kept: list[DreamSample], results: list[TrialResult]) -> None:

@@ -15,6 +15,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from sleep_ray.dream.records import DreamSample, TrialResult
+from sleep_ray.seeds import derive
 
 
 class TrialFailedError(RuntimeError):
@@ -41,7 +42,7 @@ class TrialPool:
         while todo or running:
             while todo and idle:
                 i, w = todo.pop(), idle.pop()
-                ref = self.actors[w].trial.remote(dreams[i], seed=seed * 100_003 + i)
+                ref = self.actors[w].trial.remote(dreams[i], seed=derive(seed, i, base=100_003))
                 running[ref] = (i, w, time.time())
             done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in done:

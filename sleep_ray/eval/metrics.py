@@ -134,6 +134,23 @@ def agree(answer: str, reference: str, how: str) -> bool:
     return token_f1(a, r) >= 0.5
 
 
+def agreement(answers: Sequence[str], references: Sequence[str], score: str = "exact") -> float:
+    """Share of answers that `agree` with their reference (`score`: exact, contains, f1); 0.0 for no pairs."""
+    pairs = list(zip(answers, references))
+    return sum(agree(a, r, score) for a, r in pairs) / len(pairs) if pairs else 0.0
+
+
+def per_memory(
+    memory_ids: Sequence[str], answers: Sequence[str], references: Sequence[str], score: str = "exact"
+) -> dict[str, float]:
+    """memory id -> `agreement` of its answers with their references (answers grouped by `memory_ids`)."""
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for mid, a, r in zip(memory_ids, answers, references):
+        groups.setdefault(mid, ([], []))[0].append(a)
+        groups[mid][1].append(r)
+    return {mid: agreement(a, r, score) for mid, (a, r) in groups.items()}
+
+
 def _gold_list(gold: str | Sequence[str]) -> list[str]:
     return [gold] if isinstance(gold, str) else list(gold)
 
@@ -229,19 +246,6 @@ def continual_metrics(acc: Sequence[Sequence[float]]) -> dict[str, float]:
         "bwt": _nanmean(a[t_last][j - 1] - a[j][j - 1] for j in range(1, t_last)),
         "fwt": _nanmean(a[j - 1][j - 1] - a[0][j - 1] for j in range(2, t_last + 1)),
     }
-
-
-def gap_closure(closed_before: float, closed_after: float, in_context: float) -> float:
-    """Fraction of the closed-book -> in-context gap closed by learning.
-
-    (closed_after - closed_before) / (in_context - closed_before). NaN when the denominator is <= 0 (no gap
-    to close) or any input is NaN. 1.0 = closed-book now matches the in-context upper reference; it can
-    exceed 1 or be negative.
-    """
-    denom = in_context - closed_before
-    if math.isnan(denom) or math.isnan(closed_after) or denom <= 0:
-        return NAN
-    return (closed_after - closed_before) / denom
 
 
 def perplexity(total_nll: float, total_tokens: int) -> float:

@@ -32,7 +32,7 @@ only the expert slices. The hooks live on the parameter tensors; `grow` replaces
 carry over to a later growth (and `copy.deepcopy` does not copy them).
 
 Supported architectures. Growth needs separate bias-free gate/up/down projections and one `intermediate_size`:
-Llama, Mistral, Qwen2/3 and Gemma 1/2 (`sleep_ray.models.support`). Others (GPT-2, GPT-NeoX, Phi-3's fused
+Llama, Mistral, Qwen2/3 and Gemma 1/2 (`sleep_ray.config.architecture`). Others (GPT-2, GPT-NeoX, Phi-3's fused
 gate_up_proj, ...) are refused with `GrowthUnsupportedError` naming the architecture, before anything is copied;
 `growth_support(config)` gives the same answer from a config alone (the config loader uses it).
 
@@ -53,7 +53,8 @@ from torch import nn
 from transformers import LlamaForCausalLM
 
 from sleep_ray.config import GrowthConfig
-from sleep_ray.models.support import HINT, GrowthUnsupportedError, growth_support
+from sleep_ray.config.architecture import HINT, GrowthUnsupportedError, growth_support
+from sleep_ray.seeds import derive
 
 __all__ = [
     "GrowthRecord",
@@ -163,7 +164,7 @@ def grow(
     grown = copy.deepcopy(model)
     new_i = old_i + cfg.d_low
     std = float(getattr(grown.config, "initializer_range", 0.02) or 0.02)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + experts_so_far)
+    gen = torch.Generator().manual_seed(derive(seed, experts_so_far))
     for i, mlp in enumerate(_mlps(grown)):
         d = mlp.gate_proj.in_features
         if i in chosen:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from sleep_ray.sleep.records import Rollout
+from sleep_ray.records import Rollout
 
 
 class RolloutEngine(Protocol):

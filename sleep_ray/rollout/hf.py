@@ -12,8 +12,8 @@ import torch
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.generate import complete
+from sleep_ray.records import Rollout
 from sleep_ray.rollout.engine import make_rollout
-from sleep_ray.sleep.records import Rollout
 
 
 def _view(array: np.ndarray) -> torch.Tensor:

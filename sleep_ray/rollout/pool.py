@@ -23,7 +23,8 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
-from sleep_ray.sleep.records import Rollout, call
+from sleep_ray.records import Rollout, call
+from sleep_ray.seeds import for_worker
 
 LatestWeights = Callable[[], tuple[dict[str, np.ndarray], int]]  # () -> (trainable arrays, version)
 
@@ -62,7 +63,7 @@ class EnginePool:
         """Ask every engine for its share of `prompts` (generate keywords in `kwargs`); returns at once."""
         req = Request()
         for k, (a, b) in enumerate(split(len(prompts), len(self.engines))):
-            part = _Part(k, list(prompts[a:b]), {**kwargs, "seed": seed + 7919 * k})
+            part = _Part(k, list(prompts[a:b]), {**kwargs, "seed": for_worker(seed, k)})
             self._send(part)
             req.parts.append(part)
         return req

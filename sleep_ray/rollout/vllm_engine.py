@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from sleep_ray.models.checkpoint import read_meta
+from sleep_ray.records import Rollout
 from sleep_ray.rollout.engine import make_rollout
-from sleep_ray.sleep.records import Rollout
 
 
 def _checkpoint_tensors(checkpoint: str) -> dict[str, torch.Tensor]:

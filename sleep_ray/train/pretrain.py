@@ -31,6 +31,7 @@ from sleep_ray.eval.harness import quick_eval
 from sleep_ray.models.build import build_model, count_parameters, load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
 from sleep_ray.models.tokenizer import train_tokenizer
+from sleep_ray.seeds import derive
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def pretrain(
     t_last, tokens = time.time(), 0
     model.train()
     for step in bar:
-        rng = random.Random(cfg.seed * 1_000_003 + step)
+        rng = random.Random(derive(cfg.seed, step))
         input_ids, labels = make_batch(corpus, tokenizer, rng, p.batch_size, p.seq_len)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,10 +143,10 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     Paths are made absolute (Serve replicas do not share the caller's working directory). The admin token is,
     in order: `admin_token`, env SLEEP_RAY_ADMIN_TOKEN, `serve.admin_token_file`, else a new random one written to
     that file (mode 600), unless `serve.open_admin`. Only its SHA-256 reaches Serve (`auth.py`)."""
-    import ray
 
     from sleep_ray.config import load_config
-    from sleep_ray.sleep.resources import check_serve_resources
+    from sleep_ray.runtime.cluster import init_ray
+    from sleep_ray.runtime.resources import check_serve_resources
     from sleep_ray.wake.scheduler import ensure_base_version
     from sleep_ray.wake.store import WakeStore
 
@@ -159,17 +158,7 @@ def launch(cfg_path: str | None, overrides: list[str], admin_token: str = "", ti
     cfg = load_config(cfg_path, overrides)
     admin = resolve(admin_token, ADMIN_ENV, cfg.serve.admin_token_file, create=not cfg.serve.open_admin)
     api = resolve("", API_ENV, cfg.serve.api_token_file, create=False)
-    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):  # a job on a cluster: its resources are its own
-        ray.init(log_to_driver=False, configure_logging=False)
-    elif not ray.is_initialized():
-        ray.init(
-            num_cpus=int(cfg.resources.num_cpus) or None,
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            dashboard_port=cfg.serve.dashboard_port,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+    init_ray(cfg.resources, dashboard_port=cfg.serve.dashboard_port)
     check_serve_resources(cfg.serve)
     dashboard = _dashboard_url()
     root = Path(cfg.run_dir) / "wake"

@@ -30,28 +30,11 @@ from dataclasses import dataclass, field
 from sleep_ray.config import GateConfig
 from sleep_ray.data.schema import Memory
 from sleep_ray.eval.harness import text_perplexity
-from sleep_ray.eval.metrics import agree
+from sleep_ray.eval.metrics import agreement, per_memory
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.generate import complete
-from sleep_ray.sleep.teacher import TeacherSelf
-from sleep_ray.wake.ledger import Probe
-
-
-def agreement(answers: Sequence[str], references: Sequence[str], score: str = "exact") -> float:
-    """Share of answers that `agree` with their reference (`score`: exact, contains, f1); 0.0 for no pairs."""
-    pairs = list(zip(answers, references))
-    return sum(agree(a, r, score) for a, r in pairs) / len(pairs) if pairs else 0.0
-
-
-def per_memory(
-    memory_ids: Sequence[str], answers: Sequence[str], references: Sequence[str], score: str = "exact"
-) -> dict[str, float]:
-    """memory id -> `agreement` of its answers with their references (answers grouped by `memory_ids`)."""
-    groups: dict[str, tuple[list[str], list[str]]] = {}
-    for mid, a, r in zip(memory_ids, answers, references):
-        groups.setdefault(mid, ([], []))[0].append(a)
-        groups[mid][1].append(r)
-    return {mid: agreement(a, r, score) for mid, (a, r) in groups.items()}
+from sleep_ray.roles.teacher import TeacherSelf
+from sleep_ray.wake.ledger import RegressionProbe
 
 
 @dataclass
@@ -59,7 +42,7 @@ class GateResult:
     passed: bool
     reason: str
     metrics: dict[str, float] = field(default_factory=dict)
-    probes: list[Probe] = field(default_factory=list)  # the new memories' regression probes
+    probes: list[RegressionProbe] = field(default_factory=list)  # the new memories' regression probes
     held: dict[str, float] = field(default_factory=dict)  # memory id -> share of its probes the candidate kept
 
 
@@ -108,7 +91,7 @@ def run_gate(
     max_new_tokens: int = 12,
     *,
     anchor: str = "",
-    regression: Sequence[Probe] = (),
+    regression: Sequence[RegressionProbe] = (),
     score: str = "exact",
     dtype: str = "float32",
 ) -> GateResult:
@@ -144,7 +127,7 @@ def run_gate(
     enough = len(again) >= cfg.min_regression_memories  # one or two lost memories say little about a night
     holding = sum(share >= cfg.memory_hold for share in again.values()) / len(again) if again and enough else None
     result = decide(serving_new if items else None, candidate_new, retention, cfg, reading, holding)
-    result.probes = [Probe(it.memory_id, it.student, ref) for it, ref in zip(items, refs)]
+    result.probes = [RegressionProbe(it.memory_id, it.student, ref) for it, ref in zip(items, refs)]
     result.held = {**again, **held}
     old_text = [f"{q} {a.split(chr(10), 1)[0]}" for q, a in zip(rehearsal, old_refs)]
     result.metrics.update(

@@ -22,7 +22,7 @@ from sleep_ray.wake.store import WakeStore
 
 
 @dataclass(frozen=True)
-class Probe:
+class RegressionProbe:
     """A regression probe of a consolidated memory: a closed-book question and the reference answer the
     serving model gave with the memory in context."""
 
@@ -66,7 +66,7 @@ class KnowledgeLedger:
                     (memory_id, now),
                 )
 
-    def set_probes(self, probes: Sequence[Probe], sleep_id: str) -> None:
+    def set_probes(self, probes: Sequence[RegressionProbe], sleep_id: str) -> None:
         """Replace the regression probes of every memory in `probes` with these."""
         with self.store.transaction(write=True) as tx:
             for memory_id in sorted({p.memory_id for p in probes}):
@@ -76,11 +76,11 @@ class KnowledgeLedger:
                 [(p.memory_id, p.question, p.reference, sleep_id) for p in probes],
             )
 
-    def probes(self, memory_ids: Sequence[str]) -> list[Probe]:
+    def probes(self, memory_ids: Sequence[str]) -> list[RegressionProbe]:
         """The regression probes of these memories, grouped by memory in the given order."""
         with self.store.transaction(write=False) as tx:
             return [
-                Probe(*row)
+                RegressionProbe(*row)
                 for memory_id in memory_ids
                 for row in tx.execute(
                     "SELECT memory_id, question, reference FROM probes WHERE memory_id = ? ORDER BY rowid",

@@ -55,18 +55,18 @@ def sleep_stages(
 ) -> float:
     """The sleep itself: Knowledge Seeding, then (with `serve.sleep_dreaming`) Dreaming, into `out`."""
     from sleep_ray.dream.run import run_dreaming
-    from sleep_ray.sleep.run import run_seeding
+    from sleep_ray.seeding.run import run_seeding
 
     result = run_seeding(
         cfg, checkpoint=parent, memories=memories, out_dir=out, cycle=version, version=version, recall=recall
     )
-    seconds = float(result.record["timings"]["total_s"])
+    seconds = result.seconds
     if cfg.serve.sleep_dreaming and cfg.sleep.dreaming.enabled:  # stage 2, the same version
         on_stage("dreaming")
         result = run_dreaming(
             cfg, parent=parent, seeded=out, memories=memories, out_dir=out, cycle=version, recall=recall
         )
-        seconds += float(result.record["dreaming"]["timings"]["total_s"])
+        seconds += result.seconds
     return seconds
 
 
@@ -142,7 +142,7 @@ def compact_checkpoint(
     from sleep_ray.models.build import DTYPES, load_pretrained
     from sleep_ray.models.compact import compact
     from sleep_ray.models.generate import complete
-    from sleep_ray.sleep.teacher import TeacherSelf
+    from sleep_ray.roles.teacher import TeacherSelf
 
     g, gate_cfg, anchor = cfg.sleep.growth, cfg.serve.gate, size_anchor(cfg)
     ledger = KnowledgeLedger(store)

@@ -218,12 +218,6 @@ def chat_ask(body: ChatRequest) -> Ask:
 # ---------------------------------------------------------------------------------------------- responses
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

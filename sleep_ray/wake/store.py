@@ -246,14 +246,6 @@ class WakeStore:
         with self.transaction(write=False) as tx:
             return int(tx.execute("SELECT COUNT(*) FROM memories WHERE consumed_by IS NULL").fetchone()[0])
 
-    def mark_consumed(self, memory_ids: Sequence[str], sleep_id: str) -> None:
-        """Record that sleep `sleep_id` consolidated these memories. Unknown ids raise ValueError, writing nothing."""
-        with self.transaction(write=True) as tx:
-            for memory_id in memory_ids:
-                cur = tx.execute("UPDATE memories SET consumed_by = ? WHERE memory_id = ?", (sleep_id, memory_id))
-                if cur.rowcount == 0:
-                    raise ValueError(f"unknown memory_id {memory_id!r}")
-
     def unmark_consumed(self, sleep_id: str) -> int:
         """Give the memories that sleep `sleep_id` consumed back to the wake context; returns how many."""
         with self.transaction(write=True) as tx:

@@ -11,12 +11,12 @@ import torch
 from sleep_ray.config import GrowthConfig, load_config
 from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
 from sleep_ray.models.scoring import completion_logits
+from sleep_ray.records import SeedPrompt, TeacherLogits
+from sleep_ray.roles.student import distill_loss, make_student, prepare_trainable
+from sleep_ray.roles.train_loop import _autocast
 from sleep_ray.rollout.engine import to_arrays
 from sleep_ray.rollout.hf import HFEngine
-from sleep_ray.sleep.records import SeedPrompt, TeacherLogits
-from sleep_ray.sleep.student import distill_loss, make_student, prepare_trainable
-from sleep_ray.sleep.train_loop import _autocast
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 pytestmark = [
     pytest.mark.gpu,

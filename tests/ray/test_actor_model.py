@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 class TinyGenerator:

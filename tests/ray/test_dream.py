@@ -15,19 +15,7 @@ from sleep_ray.data import prompts
 from sleep_ray.dream.critic import TrialCritic
 from sleep_ray.dream.records import DreamSample, SelfProbe
 from sleep_ray.dream.trials import TrialFailedError, TrialPool
-from tests.ray.test_sleep import BASE
-
-SMALL_DREAM = [
-    "sleep.dreaming.dreams_per_memory=4",
-    "sleep.dreaming.top_k=2",
-    "sleep.dreaming.random_b=1",
-    "sleep.dreaming.probes_per_memory=2",
-    "sleep.dreaming.trial_steps=2",
-    "sleep.dreaming.rest_em_rounds=1",
-    "sleep.dreaming.generator_steps=2",
-    "sleep.dreaming.rehearsal_steps=3",
-    "sleep.dreaming.num_workers=2",
-]
+from tests.helpers import BASE
 
 
 def _pool(ray, made: list[int], timeout_s: float, trial_steps: int) -> TrialPool:

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from sleep_ray.config import load_config
-from sleep_ray.sleep.run import RECORD_FILE, run_seeding
-from tests.ray.test_sleep import BASE, SMALL_SLEEP
+from sleep_ray.runtime.export import RECORD_FILE
+from sleep_ray.seeding.run import run_seeding
+from tests.helpers import BASE, SMALL_SLEEP
 
 pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 

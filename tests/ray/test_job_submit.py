@@ -22,8 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.ray.test_sleep import SMALL_SLEEP, assert_grown_checkpoint, assert_sleep_record
+from tests.helpers import ROOT, SMALL_SLEEP, assert_grown_checkpoint, assert_sleep_record
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

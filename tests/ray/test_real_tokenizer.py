@@ -17,8 +17,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from sleep_ray.config import load_config
 from sleep_ray.data.natural import natural_stream
 from sleep_ray.data.prompts import PromptFormat
-from sleep_ray.sleep.run import RECORD_FILE, run_seeding
-from tests.ray.test_sleep import SMALL_SLEEP
+from sleep_ray.runtime.export import RECORD_FILE
+from sleep_ray.seeding.run import run_seeding
+from tests.helpers import SMALL_SLEEP
 
 pytestmark = [
     pytest.mark.heavy,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sleep_ray.config import load_config
-from sleep_ray.sleep.resources import Placement, check_resources, check_serve_resources, role_actor
+from sleep_ray.runtime.resources import Placement, check_resources, check_serve_resources, role_actor
 
 
 class _Where:

@@ -135,7 +135,7 @@ def test_replicas_on_two_nodes_share_one_store_and_never_open_it(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     if _replica_header() is None:
         pytest.skip(
@@ -174,7 +174,7 @@ def _replica_header() -> str | None:
     source so that neither this process nor the scenario's pays for importing the app."""
     import ast
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     for node in ast.parse((ROOT / "sleep_ray" / "wake" / "app.py").read_text()).body:
         target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
@@ -209,7 +209,7 @@ def two_nodes(tmp: str, result: str) -> None:
     from ray.util.state import list_actors
 
     from sleep_ray.config import ServeConfig
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     t0, header, session_address = time.time(), _replica_header() or "", read_ray_address()
     warm = threading.Thread(target=lambda: __import__("sleep_ray.wake.scheduler"))  # slow; overlaps the node starts

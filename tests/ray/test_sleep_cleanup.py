@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.ray.test_sleep import BASE
+from tests.helpers import BASE, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
@@ -32,7 +31,7 @@ TINY_SLEEP = [
     "sleep.seeding.reading_per_memory=0",
     "sleep.seeding.writing_per_memory=0",
     "sleep.seeding.rehearsal_fraction=0",
-    "sleep.seeding.dreams_per_memory=0",
+    "sleep.seeding.imitation_per_memory=0",
     "sleep.seeding.alpha=1.0",
     "sleep.seeding.lmbda=0",
     "sleep.seeding.teacher_samples=1",
@@ -55,8 +54,8 @@ import ray
 from ray.util.state import list_actors
 from sleep_ray.config import load_config
 from sleep_ray.data.world import generate_world
-from sleep_ray.sleep.records import RoleTimeoutError
-from sleep_ray.sleep.run import run_seeding
+from sleep_ray.records import RoleTimeoutError
+from sleep_ray.seeding.run import run_seeding
 
 def alive():  # actors not dead: alive, or still being created or restarted
     return [a.class_name for a in list_actors(filters=[("state", "!=", "DEAD")])]

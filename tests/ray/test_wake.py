@@ -16,12 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sleep_ray.sleep.run import RECORD_FILE
+from sleep_ray.runtime.export import RECORD_FILE
 from sleep_ray.wake.deploy import launch, wait_until_up
 from sleep_ray.wake.store import WakeStore
-from tests.conftest import ROOT
-from tests.ray.test_dream import SMALL_DREAM
-from tests.ray.test_sleep import SMALL_SLEEP, assert_grown_checkpoint
+from tests.helpers import ROOT, SMALL_DREAM, SMALL_SLEEP, assert_grown_checkpoint
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-admin-token"

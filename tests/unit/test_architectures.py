@@ -190,7 +190,7 @@ def test_config_load_accepts_a_supported_model(kind, saved):
 
 @pytest.mark.parametrize("kind", REFUSED)
 def test_grow_student_refuses_before_writing_anything(kind, saved, tmp_path):
-    from sleep_ray.sleep.run import grow_student
+    from sleep_ray.runtime.export import grow_student
 
     cfg: Config = load_config(None)  # growth enabled (the default); the checkpoint need not be model.path
     assert cfg.sleep.growth.enabled
@@ -203,7 +203,7 @@ def test_grow_student_refuses_before_writing_anything(kind, saved, tmp_path):
 @pytest.mark.parametrize("kind", REFUSED)
 def test_a_sleep_on_an_unsupported_model_refuses_before_its_work_folder_exists(kind, saved, tmp_path):
     from sleep_ray.data.schema import Memory
-    from sleep_ray.sleep.run import run_seeding
+    from sleep_ray.seeding.run import run_seeding
 
     out = tmp_path / "cycle-1"
     memory = Memory(1, "m1", "document", "Ana Vel lives in Miravel.")

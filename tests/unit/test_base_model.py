@@ -16,7 +16,7 @@ from sleep_ray.data.world import generate_world
 from sleep_ray.eval.harness import accuracy, items
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 BASE = ROOT / "examples" / "tiny_base"
 pytestmark = pytest.mark.skipif(not (BASE / "config.json").is_file(), reason="no committed base model")

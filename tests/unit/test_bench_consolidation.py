@@ -44,6 +44,7 @@ def first_run(tmp_path_factory):
     return tmp, run_consolidation(None, overrides(tmp))
 
 
+@pytest.mark.slow
 def test_every_method_gets_rows_for_the_base_model_and_each_cycle(first_run):
     tmp, result = first_run
     out = tmp / "bench" / "consolidation"

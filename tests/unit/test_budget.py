@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sleep_ray.config import load_config
-from sleep_ray.sleep.budget import night_steps
+from sleep_ray.runtime.budget import night_steps
 
 
 def test_a_smaller_day_gets_fewer_steps():

@@ -55,7 +55,7 @@ def test_world_subcommand_writes_the_world(tmp_path):
 
 def test_eval_runs_on_a_hand_written_world(tmp_path, tiny_model, tiny_tokenizer):
     from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
-    from tests.conftest import HANDMADE, TINY
+    from tests.helpers import HANDMADE, TINY
 
     ckpt = save_checkpoint(tmp_path / "ck", tiny_model, tiny_tokenizer, CheckpointMeta())
     code = main(
@@ -83,14 +83,14 @@ def test_a_malformed_world_file_is_rejected_with_its_line_number(tmp_path, capsy
 
 
 def test_sleep_on_a_cycle_without_memories_fails_with_exit_code_2(capsys):
-    from tests.conftest import HANDMADE
+    from tests.helpers import HANDMADE
 
     assert main(["sleep", "--cycle", "99", f"data.world_dir={HANDMADE}"]) == 2
     assert "no memories of cycle 99" in capsys.readouterr().out
 
 
 def test_sleep_with_an_unknown_stage_or_dreaming_without_a_seeded_model_fails_with_exit_code_2(capsys, tmp_path):
-    from tests.conftest import HANDMADE
+    from tests.helpers import HANDMADE
 
     args = ["sleep", "--cycle", "1", "--out", str(tmp_path / "c1"), f"data.world_dir={HANDMADE}"]
     assert main([*args, "--stages", "seeding,nap"]) == 2

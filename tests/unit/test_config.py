@@ -47,11 +47,59 @@ def test_misspelled_key_in_yaml_names_it(tmp_path):
         ("pretrain.steps=0", "pretrain.steps"),
         ("model.num_heads=3", "model.hidden_size"),
         ("nosuch.key=1", "nosuch"),
+        # cross-field: with push_every 3 every sample lags 3 versions, so max_staleness 2 would reject all of them
+        ("sleep.seeding.push_every=3", "sleep.seeding.max_staleness"),
+        ("sleep.dreaming.curriculum=ppo", "sleep.dreaming.curriculum_policy"),
     ],
 )
 def test_bad_value_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+def test_a_renamed_key_still_loads_with_a_warning_naming_the_new_one(tmp_path):
+    with pytest.warns(DeprecationWarning, match=r"sleep\.seeding\.imitation_per_memory"):
+        cfg = load_config(None, ["sleep.seeding.dreams_per_memory=3"])
+    assert cfg.sleep.seeding.imitation_per_memory == 3
+    old = tmp_path / "old.yaml"
+    old.write_text("sleep:\n  seeding:\n    dreams_per_memory: 5\n    lmbda: 0.25\n")
+    with pytest.warns(DeprecationWarning, match=r"old\.yaml"):
+        cfg = load_config(old)
+    assert (cfg.sleep.seeding.imitation_per_memory, cfg.sleep.seeding.lmbda) == (5, 0.25)
+
+
+def _leaf_fields(cls: type, prefix: str = "") -> dict[str, str]:
+    """full key -> field name of every leaf setting under the dataclass `cls`."""
+    import dataclasses
+    import typing
+
+    out = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            out.update(_leaf_fields(kind, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+        else:
+            out[f"{prefix}{f.name}"] = f.name
+    return out
+
+
+def test_every_setting_is_read_by_the_code():
+    """A setting nobody reads is a lie in the docs: every leaf field is read as an attribute (or a
+    getattr(..., "name")) somewhere in sleep_ray outside the config package."""
+    import ast
+
+    read: set[str] = set()
+    for path in (ROOT / "sleep_ray").rglob("*.py"):
+        if "config" in path.relative_to(ROOT / "sleep_ray").parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                read.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                read.add(node.value)
+    unread = sorted(key for key, name in _leaf_fields(Config).items() if name not in read)
+    assert unread == []
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):

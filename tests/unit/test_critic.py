@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from sleep_ray.sleep.critic import RewardCritic
-from sleep_ray.sleep.records import Dream
-from tests.conftest import ROOT
+from sleep_ray.records import ImitationItem
+from sleep_ray.roles.imitation_critic import ImitationCritic
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")
 def critic():
-    return RewardCritic(str(ROOT / "examples" / "tiny_base"), gamma=0.5, z0=0.5)
+    return ImitationCritic(str(ROOT / "examples" / "tiny_base"), gamma=0.5, z0=0.5)
 
 
 def test_short_reference_scored_by_exact_match_and_edit_distance(critic):
-    d = Dream("Ana Vel lives in", " Miravel.")
+    d = ImitationItem("Ana Vel lives in", " Miravel.")
     right, wrong = critic.score([d, d], [" Miravel.", " Ostrava and more words."])
     assert (right.semantic, right.surface, right.total) == (1.0, 1.0, 1.0)
     assert (wrong.semantic, wrong.surface, wrong.total) == (0.0, 0.0, 0.0)
 
 
 def test_longer_reference_goes_to_the_judge(critic):
-    d = Dream("Ana Vel", " now resides in the city of Miravel.")
+    d = ImitationItem("Ana Vel", " now resides in the city of Miravel.")
     (score,) = critic.score([d], [" now resides in the city of Miravel."])
     assert score.surface == 1.0 and score.semantic in (0.0, 1.0)
     assert score.total == pytest.approx(0.5 * score.semantic + 0.5)

@@ -13,7 +13,7 @@ from sleep_ray.dream.critic import TrialCritic
 from sleep_ray.dream.generator import DreamGenerator
 from sleep_ray.dream.records import DreamSample, SelfProbe, TrialResult, parse_dream
 from sleep_ray.dream.select import importance, select, sft_loss
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 BASE = str(ROOT / "examples" / "tiny_base")
 CTX = "Ana Vel lives in Miravel. Ana Vel works as a baker."
@@ -133,12 +133,13 @@ def test_merged_adapter_weights_give_a_plain_engine_the_adapted_model():
     assert gen.engine.weight_version() == 1  # the shared engine samples the adapted model, stamped with it
 
 
+@pytest.mark.slow
 def test_rest_em_raises_the_mean_trial_reward_over_rounds_on_the_test_config():
     """E-step, M-step, E-step on four memories of the test world: the generator, fine-tuned on its winners,
     writes dreams that win more trials. Both rounds sample with the same seed, so without learning they would
     write the same dreams and earn the same reward."""
     from sleep_ray.data.world import generate_world
-    from sleep_ray.sleep.teacher import TeacherSelf
+    from sleep_ray.roles.teacher import TeacherSelf
 
     cfg = load_config(None, ["sleep.dreaming.trial_steps=6", "sleep.dreaming.generator_steps=40"])
     d = cfg.sleep.dreaming

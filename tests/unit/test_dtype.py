@@ -19,11 +19,11 @@ from sleep_ray.data.schema import Memory
 from sleep_ray.models import build
 from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, cast_weights, read_meta, save_checkpoint
-from sleep_ray.sleep.run import export_checkpoint, grow_student
-from sleep_ray.sleep.student import load_growth, load_student, save_growth
+from sleep_ray.roles.student import load_growth, load_student, save_growth
+from sleep_ray.runtime.export import export_checkpoint, grow_student
 from sleep_ray.wake.exchange import Sampling
 from sleep_ray.wake.model import Generator, load_weights
-from tests.conftest import HANDMADE, ROOT, TINY
+from tests.helpers import HANDMADE, ROOT, TINY
 
 TINY_BASE = ROOT / "examples" / "tiny_base"
 D_LOW = 16
@@ -162,7 +162,7 @@ def test_a_serve_replica_loads_its_weights_in_model_dtype(bf16_base):
 
 def _spy(monkeypatch) -> list[tuple[str, str, torch.dtype]]:
     """Record (module, dtype asked, dtype loaded) of every load_pretrained the gate, the teacher and the night make."""
-    from sleep_ray.sleep import teacher
+    from sleep_ray.roles import teacher
     from sleep_ray.wake import gate
 
     seen: list[tuple[str, str, torch.dtype]] = []

@@ -9,7 +9,7 @@ from sleep_ray.config import load_config
 from sleep_ray.eval.harness import evaluate, items, summarize
 from sleep_ray.eval.run import run_eval
 from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
-from tests.conftest import HANDMADE, TINY
+from tests.helpers import HANDMADE, TINY
 
 
 def test_items_cover_base_and_stream_and_drop_base_probes_of_updated_facts(handmade_world):

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from sleep_ray.data.grounding import GroundingError, Ledger, check_grounding, ground, known_words, names
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 MEMORY = (
     "A short note on Luran Kretre. Luran Kretre draws a salary from Tesza Works. By trade, Luran is a painter. "
@@ -96,7 +96,7 @@ def test_the_teacher_trains_only_on_questions_that_name_their_memory():
     """Real tiny base model on a test day of unfamiliar names: what survives names the memory it is about."""
     from sleep_ray.config import WorldConfig
     from sleep_ray.data.testdays import generate_test_days
-    from sleep_ray.sleep.teacher import TeacherSelf
+    from sleep_ray.roles.teacher import TeacherSelf
 
     day = generate_test_days(WorldConfig(), seed=1, style="foreign", people=4)
     teacher = TeacherSelf(str(ROOT / "examples" / "tiny_base"), threads=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sleep_ray.wake.ledger import KnowledgeLedger, Probe
+from sleep_ray.wake.ledger import KnowledgeLedger, RegressionProbe
 from sleep_ray.wake.night import plan_night, regression_sample
 from sleep_ray.wake.store import WakeStore
 
@@ -16,7 +16,9 @@ def _store(tmp_path, n: int) -> WakeStore:
 def test_settle_moves_memories_between_weights_and_context(tmp_path):
     store = _store(tmp_path, 3)
     ledger = KnowledgeLedger(store)
-    ledger.set_probes([Probe("m0", "Where does Person 0 live?", "Town 0"), Probe("m1", "q1", "a1")], "sleep-1")
+    ledger.set_probes(
+        [RegressionProbe("m0", "Where does Person 0 live?", "Town 0"), RegressionProbe("m1", "q1", "a1")], "sleep-1"
+    )
     kept, back = ledger.settle({"m0": 1.0, "m1": 0.25}, threshold=0.5, sleep_id="sleep-1")
     assert (kept, back) == (["m0"], ["m1"])
     assert [m.memory_id for m in store.unconsolidated()] == ["m1", "m2"]  # retrieval reads these
@@ -28,8 +30,8 @@ def test_settle_moves_memories_between_weights_and_context(tmp_path):
     ledger.settle({"m0": 0.0}, threshold=0.5, sleep_id="sleep-2")
     assert "m0" in [m.memory_id for m in store.unconsolidated()]
     # replacing probes replaces them all
-    ledger.set_probes([Probe("m0", "Who lives in Town 0?", "Person 0")], "sleep-2")
-    assert ledger.probes(["m0"]) == [Probe("m0", "Who lives in Town 0?", "Person 0")]
+    ledger.set_probes([RegressionProbe("m0", "Who lives in Town 0?", "Person 0")], "sleep-2")
+    assert ledger.probes(["m0"]) == [RegressionProbe("m0", "Who lives in Town 0?", "Person 0")]
 
 
 def test_settle_keeps_the_first_consolidating_sleep(tmp_path):

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 
 from sleep_ray.config import load_config
 from sleep_ray.models.build import count_parameters, load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, save_checkpoint
 from sleep_ray.models.generate import complete
-from sleep_ray.sleep.run import export_checkpoint, grow_student
-from sleep_ray.wake.ledger import KnowledgeLedger, Probe
+from sleep_ray.runtime.export import export_checkpoint, grow_student
+from sleep_ray.wake.ledger import KnowledgeLedger, RegressionProbe
 from sleep_ray.wake.night import NightResult, ensure_base_version, plan_night, run_night
 from sleep_ray.wake.retrieve import context_for
 from sleep_ray.wake.store import WakeStore
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 BASE = str(ROOT / "examples" / "tiny_base")
 SMALL_GATE = ["serve.gate.questions_per_memory=1", "serve.gate.rehearsal_questions=8", "eval.max_new_tokens=6"]
@@ -64,6 +65,7 @@ def _night(cfg, store, k: int, sleep) -> NightResult:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_twelve_nights_never_fail_and_the_size_stays_under_budget(tmp_path):
     cfg = _config(
         tmp_path,
@@ -95,7 +97,7 @@ def _closed_book_probes(store, cfg, memories: list[tuple[str, str]]) -> None:
     questions = [f"Question: {q}\nAnswer:" for _, q in memories]
     answers = [a.split("\n", 1)[0] for a in complete(model, tokenizer, questions, cfg.eval.max_new_tokens)]
     ledger = KnowledgeLedger(store)
-    ledger.set_probes([Probe(mid, q, a) for (mid, _), q, a in zip(memories, questions, answers)], "night-0")
+    ledger.set_probes([RegressionProbe(mid, q, a) for (mid, _), q, a in zip(memories, questions, answers)], "night-0")
     ledger.settle({mid: 1.0 for mid, _ in memories}, 0.5, "night-0")
 
 
@@ -148,6 +150,7 @@ def _grow_and_perturb(cfg, parent, memories, out, version, on_stage, recall=()) 
     return 0.0
 
 
+@pytest.mark.slow
 def test_compaction_keeps_the_answers_on_the_regression_probes(tmp_path):
     from sleep_ray.wake.night import compact_checkpoint
 
@@ -168,7 +171,7 @@ def test_compaction_keeps_the_answers_on_the_regression_probes(tmp_path):
     base_answers = [a.split("\n", 1)[0] for a in complete(load_pretrained(BASE)[0], tokenizer, questions, 6)]
     assert answers != base_answers  # the experts matter: pruning them all would lose these answers
     ledger = KnowledgeLedger(store)
-    ledger.set_probes([Probe(mid, q, a) for (mid, _), q, a in zip(asked, questions, answers)], "night-0")
+    ledger.set_probes([RegressionProbe(mid, q, a) for (mid, _), q, a in zip(asked, questions, answers)], "night-0")
     ledger.settle({mid: 1.0 for mid, _ in asked}, 0.5, "night-0")
 
     compacted, gate, info = compact_checkpoint(cfg, store, grown, tmp_path / "compacted")

@@ -11,7 +11,6 @@ from sleep_ray.eval.metrics import (
     continual_metrics,
     exact_match,
     first_answer,
-    gap_closure,
     normalize_answer,
     perplexity,
     score_answers,
@@ -157,16 +156,6 @@ def test_continual_metrics_nan_and_small() -> None:
 def test_continual_metrics_shape_errors(bad: list[list[float]]) -> None:
     with pytest.raises(ValueError):
         continual_metrics(bad)
-
-
-def test_gap_closure() -> None:
-    assert gap_closure(0.2, 0.5, 0.8) == pytest.approx(0.5)
-    assert gap_closure(0.2, 0.8, 0.8) == pytest.approx(1.0)
-    assert gap_closure(0.2, 0.1, 0.8) == pytest.approx(-1 / 6)
-    assert math.isnan(gap_closure(0.8, 0.9, 0.8))  # no gap
-    assert math.isnan(gap_closure(0.9, 0.9, 0.8))  # negative gap
-    assert math.isnan(gap_closure(float("nan"), 0.5, 0.8))
-    assert math.isnan(gap_closure(0.2, float("nan"), 0.8))
 
 
 def test_perplexity() -> None:

@@ -9,7 +9,7 @@ from sleep_ray.config import load_config
 from sleep_ray.models.build import build_model, load_pretrained
 from sleep_ray.models.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from sleep_ray.models.generate import complete
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def test_tokenizer_round_trips_any_text_and_adds_bos(tiny_tokenizer):

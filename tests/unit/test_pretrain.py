@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from sleep_ray.config import load_config
@@ -13,7 +14,7 @@ from sleep_ray.models.build import load_pretrained
 from sleep_ray.models.checkpoint import read_meta
 from sleep_ray.models.generate import complete
 from sleep_ray.train.pretrain import lr_at, pretrain
-from tests.conftest import SHORT_PRETRAIN
+from tests.helpers import SHORT_PRETRAIN
 
 
 def _recall(path, world) -> float:
@@ -23,6 +24,7 @@ def _recall(path, world) -> float:
     return sum(exact_match(first_answer(p), qa.answer) for p, qa in zip(preds, qas)) / len(qas)
 
 
+@pytest.mark.slow
 def test_pretraining_learns_and_writes_a_base_checkpoint(tmp_path, handmade_world):
     cfg = load_config(None, [*SHORT_PRETRAIN, f"run_dir={tmp_path}", "pretrain.steps=300", "pretrain.lr=0.005"])
     first = pretrain(cfg, handmade_world, progress=False, until=1)
@@ -39,6 +41,7 @@ def test_pretraining_learns_and_writes_a_base_checkpoint(tmp_path, handmade_worl
     assert read_meta(base).producer == "pretrain" and (tmp_path / "pretrain" / "loss.png").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, handmade_world):
     overrides = [*SHORT_PRETRAIN, "pretrain.steps=12", "pretrain.checkpoint_every=100", "pretrain.eval_every=100"]
     straight = load_config(None, [*overrides, f"run_dir={tmp_path / 'a'}"])
@@ -54,6 +57,7 @@ def test_resume_continues_exactly(tmp_path, handmade_world):
     assert [json.loads(line)["step"] for line in lines] == list(range(1, 13))
 
 
+@pytest.mark.slow
 def test_continued_pretraining_starts_from_the_checkpoint_and_keeps_its_tokenizer(tmp_path, handmade_world):
     overrides = [*SHORT_PRETRAIN, "pretrain.checkpoint_every=100", "pretrain.eval_every=100", "pretrain.lr=0.005"]
     first = pretrain(

@@ -1,25 +1,11 @@
-"""Version stamps, staleness, stop strings and sentence cuts: the small rules the sleep roles share."""
+"""Stop strings and sentence cuts: the small rules the sleep roles share."""
 
 from __future__ import annotations
 
 import random
 
-import pytest
-
+from sleep_ray.roles.teacher import cut_sentence
 from sleep_ray.rollout.engine import cut_at_stop
-from sleep_ray.sleep.records import Rollout, StaleRolloutError, check_fresh
-from sleep_ray.sleep.teacher import cut_sentence
-
-
-def _roll(version, source="student"):
-    return Rollout("p", " x\n", (5,), version, source)
-
-
-def test_fresh_and_stale_rollouts():
-    check_fresh([_roll(8), _roll(10)], current_version=10, max_staleness=2)
-    check_fresh([_roll(-1, "teacher")], current_version=100, max_staleness=0)  # the frozen teacher is never stale
-    with pytest.raises(StaleRolloutError, match="weight version 7 is 3 versions behind"):
-        check_fresh([_roll(9), _roll(7)], current_version=10, max_staleness=2)
 
 
 def test_cut_at_stop_keeps_the_earliest_stop():
@@ -38,7 +24,7 @@ def test_cut_sentence_splits_between_words():
 
 
 def test_shares_cut_work_into_contiguous_near_equal_parts_in_order():
-    from sleep_ray.sleep.train_loop import shares
+    from sleep_ray.roles.train_loop import shares
 
     assert shares(list(range(5)), 2) == [[0, 1, 2], [3, 4]]
     assert shares([7], 3) == [[7], [], []]

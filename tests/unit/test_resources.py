@@ -6,7 +6,7 @@ import pytest
 
 from sleep_ray.config import ConfigError, RoleResources, load_config
 from sleep_ray.rollout.pool import split
-from sleep_ray.sleep.resources import actor_options, ray_resources
+from sleep_ray.runtime.resources import actor_options, ray_resources
 
 
 def test_a_role_asks_for_its_cpus_gpus_and_custom_resources():

@@ -14,7 +14,7 @@ import pytest
 from sleep_ray.config import load_config
 from sleep_ray.wake.scheduler import SleepScheduler, ensure_base_version
 from sleep_ray.wake.store import SleepRecord, WakeStore
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 FACT = "Zorya Quill lives in Tarnholt."
 OPEN_GATE = ["serve.gate.min_gain=-1", "serve.gate.min_retention=0", "serve.gate.min_reading=0"]

@@ -8,9 +8,9 @@ import torch
 
 from sleep_ray.config import load_config
 from sleep_ray.models.scoring import completion_logits
-from sleep_ray.sleep.records import Dream, SeedPrompt, TeacherLogits
-from sleep_ray.sleep.student import distill_loss, imitation_loss, make_student, prepare_trainable, trainable_arrays
-from tests.conftest import TINY
+from sleep_ray.records import ImitationItem, SeedPrompt, TeacherLogits
+from sleep_ray.roles.student import distill_loss, imitation_loss, make_student, prepare_trainable, trainable_arrays
+from tests.helpers import TINY
 
 ANSWER = " Miravel\n"
 
@@ -88,7 +88,7 @@ def test_growth_off_trains_every_parameter_and_leaves_the_base_alone(tiny_model)
 def test_imitation_loss_raises_the_probability_of_the_better_completion(tiny_model, tiny_tokenizer):
     cfg, student = _student(tiny_model)
     good, bad = (tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in (" in Miravel.", " Quinta."))
-    dreams = [Dream("Ana Vel lives", " in Miravel.")] * 2
+    dreams = [ImitationItem("Ana Vel lives", " in Miravel.")] * 2
     optim = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.5)
 
     def logprob(ids):
@@ -109,7 +109,7 @@ def test_equal_rewards_give_no_gradient(tiny_model, tiny_tokenizer):
     _, student = _student(tiny_model)
     ids = tiny_tokenizer(" in Miravel.", add_special_tokens=False)["input_ids"]
     loss = imitation_loss(
-        student, tiny_tokenizer, [Dream("Ana", " x")] * 2, [ids, ids], [0.5, 0.5], group_size=2, temperature=1.0
+        student, tiny_tokenizer, [ImitationItem("Ana", " x")] * 2, [ids, ids], [0.5, 0.5], group_size=2, temperature=1.0
     )
     loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in student.parameters())

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from sleep_ray.config import GateConfig
+from sleep_ray.eval.metrics import agreement, per_memory
 from sleep_ray.wake.exchange import Delta, Sampling
-from sleep_ray.wake.gate import agreement, decide, per_memory
+from sleep_ray.wake.gate import decide
 from sleep_ray.wake.logits import OpenAIAdjustments, biased, penalized, token_counts
 from sleep_ray.wake.model import Generator, chat_prompt, completion_prompt, load_weights
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sleep_ray.data.schema import read_stream
+from sleep_ray.wake.ledger import KnowledgeLedger
 from sleep_ray.wake.store import SleepRecord, StoredMemory, WakeStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def test_paging_and_consumed_filter(tmp_path):
     assert [m.memory_id for m in page] == ["m2", "m3", "m4"] and total == 7
     assert store.list_memories(offset=6, limit=3) == ([added[6]], 7)
     assert store.list_memories(offset=10) == ([], 7)
-    store.mark_consumed(["m1", "m3"], "sleep-1")
+    KnowledgeLedger(store).settle({"m1": 1.0, "m3": 1.0}, threshold=0.5, sleep_id="sleep-1")  # held: in weights
     consumed, n_consumed = store.list_memories(consumed=True)
     assert [m.memory_id for m in consumed] == ["m1", "m3"] and n_consumed == 2
     assert all(m.consumed_by == "sleep-1" for m in consumed)
@@ -53,14 +54,6 @@ def test_paging_and_consumed_filter(tmp_path):
         store.list_memories(offset=-1)
     assert store.unmark_consumed("sleep-1") == 2  # a rolled-back sleep gives its memories back
     assert store.count_unconsolidated() == 7 and store.unmark_consumed("sleep-1") == 0
-
-
-def test_mark_consumed_unknown_id_writes_nothing(tmp_path):
-    store = WakeStore(tmp_path)
-    _fill(store, 2)
-    with pytest.raises(ValueError, match="unknown memory_id 'nope'"):
-        store.mark_consumed(["m0", "nope"], "sleep-1")
-    assert store.count_unconsolidated() == 2
 
 
 @pytest.mark.parametrize(
@@ -130,7 +123,7 @@ def test_two_stores_on_one_directory_see_each_other(tmp_path):
     a, b = WakeStore(tmp_path), WakeStore(tmp_path)
     [m] = a.add_memories([("Alice lives in Miravel.", "document", None)])
     assert b.list_memories() == ([m], 1)
-    b.mark_consumed([m.memory_id], "s1")
+    KnowledgeLedger(b).settle({m.memory_id: 1.0}, threshold=0.5, sleep_id="s1")
     assert a.count_unconsolidated() == 0
     b.add_version(0, "base", {})
     a.set_active(0)

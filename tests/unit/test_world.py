@@ -278,7 +278,7 @@ def test_tiny_and_empty_configs():
 def test_the_sleep_example_has_50_memories_a_cycle_and_the_base_documents_of_the_default_world():
     from sleep_ray.config import load_config
     from sleep_ray.data.schema import fingerprint
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     sleep_world = generate_world(load_config(ROOT / "examples" / "sleep_tiny.yaml").data.world)
     assert sum(m.cycle == 1 for m in sleep_world.stream) >= 50

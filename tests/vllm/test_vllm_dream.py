@@ -20,7 +20,7 @@ def test_vllm_dream_generator_writes_what_the_hf_one_writes_before_and_after_lea
     from sleep_ray.data import prompts
     from sleep_ray.dream.generator import DreamGenerator
     from sleep_ray.dream.records import DreamSample
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     monkeypatch.setenv("VLLM_NO_USAGE_STATS", "1")

@@ -22,9 +22,9 @@ def test_sleep_with_a_vllm_rollout_engine(tmp_path):
     from sleep_ray.config import load_config
     from sleep_ray.data.world import generate_world
     from sleep_ray.models.checkpoint import read_meta
-    from sleep_ray.sleep.run import RECORD_FILE, run_seeding
-    from tests.conftest import ROOT
-    from tests.ray.test_sleep import SMALL_SLEEP
+    from sleep_ray.runtime.export import RECORD_FILE
+    from sleep_ray.seeding.run import run_seeding
+    from tests.helpers import ROOT, SMALL_SLEEP
 
     base = str(ROOT / "examples" / "tiny_base")
     memories = [m for m in generate_world(load_config().data.world).stream if m.cycle == 1][:2]
