@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sleep_ray.config import load_config
-from sleep_ray.roles.student import load_student, trainable_arrays
+from sleep_ray.roles.student import load_student, prepare_trainable, trainable_arrays
 from sleep_ray.runtime.export import grow_student
 from tests.helpers import BASE, fixed_batch
 
@@ -81,5 +81,7 @@ def test_one_and_two_train_workers_give_the_same_loss_and_step_on_the_same_globa
     assert float(two["loss"]) == pytest.approx(float(one["loss"]), rel=1e-5)
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    start = trainable_arrays(load_student(tmp_path / "init")[0])
+    grown, _, record = load_student(tmp_path / "init")
+    prepare_trainable(grown, record)
+    start = trainable_arrays(grown)
     assert any(not np.allclose(start[name], one[name]) for name in start)  # the step moved the expert
