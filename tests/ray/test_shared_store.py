@@ -38,7 +38,7 @@ def test_client_reads_back_what_it_wrote_and_store_errors_keep_their_type(shared
     assert _run(store.unconsolidated()) == got
     assert _run(store.count_unconsolidated()) == 2
     assert _run(store.get_memory("ana")) == got[0] and _run(store.get_memory("nobody")) is None
-    direct.mark_consumed(["ana"], "sleep-0001")
+    KnowledgeLedger(direct).settle({"ana": 1.0}, 0.5, "sleep-0001")  # its probes held: in the weights
     page, total = _run(store.list_memories(offset=0, limit=1, consumed=False))
     assert total == 1 and page == [got[1]]
     direct.add_version(0, "/base", {"producer": "base"})
