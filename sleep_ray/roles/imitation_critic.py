@@ -1,4 +1,4 @@
-"""The reward-critic of Learning-to-Imitate: how well did the student complete a teacher sentence?
+"""The imitation critic of Learning-to-Imitate (stage 1): how well did the student complete a teacher sentence?
 
     r = gamma * r_sem + (1 - gamma) * r_lev        (sleep_ray.rewards.imitation)
 

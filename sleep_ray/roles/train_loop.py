@@ -9,7 +9,7 @@ Each optimizer step, every rank:
   3. re-asks any share sampled by weights more than `max_staleness` versions old (a restarted engine's: the
      pool loads the current weights into it first), so every sample it trains on is fresh enough;
   4. asks the teacher-self for its logits on the continuations (memory in context) -> L_dist, and at the same
-     time the reward-critic for the completions' rewards -> L_lti, while it runs its own forward passes;
+     time the imitation critic for the completions' rewards -> L_lti, while it runs its own forward passes;
   5. steps the optimizer on alpha * L_dist + (1 - alpha) * L_lti (DDP averages the expert's gradients).
 Rank 0 then pushes the trainable tensors to every rollout engine (numpy arrays through the object store,
 version = optimizer steps taken), logs metrics, and saves Ray Train checkpoints from which a rerun resumes.
@@ -249,7 +249,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "tokens": int(mask.sum()),  # completion tokens the step trained on (imitation's added below)
         }
         if c_ref is not None:
-            scores = call(c_ref, timeout, "reward-critic score")
+            scores = call(c_ref, timeout, "imitation critic score")
             rewards = [sc.total for sc in scores]
             l_lti = imitation_from_logits(
                 lti_logits, lti_tokens, lti_mask, rewards, group_size=s.group_size, temperature=s.temperature

@@ -1,4 +1,4 @@
-"""The reward-critic on the committed base model: short references by exact match, longer ones by the judge."""
+"""The imitation critic on the committed base model: short references by exact match, longer ones by the judge."""
 
 from __future__ import annotations
 
