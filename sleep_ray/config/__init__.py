@@ -305,6 +305,8 @@ def _renamed(cfg: Any, where: str) -> Any:
         value = OmegaConf.select(cfg, old, default=None)
         if value is None:
             continue
+        if OmegaConf.select(cfg, new, default=None) is not None:
+            raise ConfigError(f"{new}: given twice, also under its old name {old}{where}")
         warnings.warn(f"{old} is renamed {new}; use the new key{where}", DeprecationWarning, stacklevel=3)
         parent, leaf = old.rsplit(".", 1)
         node = OmegaConf.select(cfg, parent)

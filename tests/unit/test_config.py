@@ -66,6 +66,8 @@ def test_a_renamed_key_still_loads_with_a_warning_naming_the_new_one(tmp_path):
     with pytest.warns(DeprecationWarning, match=r"old\.yaml"):
         cfg = load_config(old)
     assert (cfg.sleep.seeding.imitation_per_memory, cfg.sleep.seeding.lmbda) == (5, 0.25)
+    with pytest.raises(ConfigError, match=r"sleep\.seeding\.imitation_per_memory: given twice"):
+        load_config(None, ["sleep.seeding.dreams_per_memory=3", "sleep.seeding.imitation_per_memory=2"])
 
 
 def _leaf_fields(cls: type, prefix: str = "") -> dict[str, str]:
