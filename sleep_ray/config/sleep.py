@@ -55,9 +55,7 @@ class SeedingConfig:
     group_size: int = spec(4, lo=1, help="completions per Learning-to-Imitate prefix (GRPO-style group baseline)")
     push_every: int = spec(1, lo=1, help="optimizer steps between weight pushes to the rollout engines")
     prefetch: bool = spec(True, help="sample the next step's rollouts while this step trains (one version stale)")
-    max_staleness: int = spec(
-        2, lo=0, help="re-sample a student sample more than this many versions old"
-    )
+    max_staleness: int = spec(2, lo=0, help="re-sample a student sample more than this many versions old")
     checkpoint_every: int = spec(50, lo=1, help="optimizer steps between Ray Train checkpoints (resume points)")
 
 
