@@ -40,6 +40,9 @@ class SeedingConfig:
     min_steps: int = spec(300, lo=0, help="budget: the fewest steps a night with memories takes")
     lr: float = spec(1e-3, lo=0.0)
     rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
+    text_share: float = spec(
+        0.25, lo=0.0, hi=1.0, help="share of old-knowledge rehearsal (both stages) that is the anchor's free text"
+    )
     batch_size: int = spec(24, lo=1, help="distillation prompts per optimizer step (per train worker)")
     questions_per_memory: int = spec(16, lo=0, help="questions the teacher writes about each memory (window)")
     prefixes_per_memory: int = spec(2, lo=0, help="opening-words prompts cut from each memory (window)")

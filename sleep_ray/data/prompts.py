@@ -68,6 +68,7 @@ _WRITE_EXAMPLES = (
 _RESTATE = "Say the text above again in other words, in full sentences."
 _JUDGE = "Do A and B mean the same? Answer yes or no."
 _ASK = "Write one question about general knowledge that has a short answer, in this form:\nQuestion: ..."
+_TELL = "Write a few sentences about something you know well."
 
 
 class PromptFormat:
@@ -174,6 +175,13 @@ class PromptFormat:
         if not self.chat:
             return "Question:"
         return self._ask(_ASK, opening="Question:")
+
+    def free_text(self) -> str:
+        """Prompt for free text written with no memory (language modelling of old text): nothing raw (the text
+        starts after the tokenizer's BOS, as a pretraining document does); in chat, a request to write some."""
+        if not self.chat:
+            return ""
+        return self._ask(_TELL)
 
     def reply(self, answer: str) -> str:
         """The completion that answers `answer` after `closed_book`/`in_context`: ' <answer>' raw; in chat the

@@ -125,9 +125,9 @@ def _rehearsal_material(
     """Training items: each winning dream (the student reads its closed-book prompt, the teacher the memory and
     the same prompt; the dream's completion is the sequence scored), plus self-rehearsal with the teacher's own
     samples: `memory_questions` fresh questions about each of this sleep's memories (memory in the teacher's
-    context), so what stage 1 stored is kept while the winners are learnt, and questions about old knowledge
-    (no memory: the anchor answers, reading the latest of `recall` that names the same person), a
-    `dreaming.rehearsal_fraction` share of everything."""
+    context), so what stage 1 stored is kept while the winners are learnt, and old knowledge (questions with no
+    memory, which the anchor answers reading the latest of `recall` that names the same person, and a
+    `seeding.text_share` of the anchor's own free text), a `dreaming.rehearsal_fraction` share of everything."""
     s, d, timeout = cfg.sleep.seeding, cfg.sleep.dreaming, cfg.resources.call_timeout_s
     items = [SeedPrompt(w.student, w.teacher, "dream", w.memory_id) for w in winners]
     # a dream's completion is the fixed sequence the teacher scores (a teacher rollout: never stale)
@@ -145,7 +145,9 @@ def _rehearsal_material(
         )
         extra += call(ref, timeout, "teacher-self write_prompts")
     n = round((len(items) + len(extra)) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))
-    ref = teacher.rehearsal.remote(n, seed=seed, temperature=s.temperature, recall=list(recall))
+    ref = teacher.rehearsal.remote(
+        n, seed=seed, temperature=s.temperature, recall=list(recall), text_share=s.text_share
+    )
     extra += call(ref, timeout, "teacher-self rehearsal")
     k = s.teacher_samples
     ref = teacher.sample.remote(extra, n=k, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=seed)

@@ -6,6 +6,7 @@ It writes the sleep's training material itself, with the skills it was pretraine
                              restatements of it, the same questions read with the memory and question writing
                              (so the student keeps the skills the next night's teacher needs), and
                              self-rehearsal questions about old knowledge (no memory)  -> list[SeedPrompt]
+    old_text(n)              the anchor's own free text cut at a word (language modelling of old text)
     write_imitation(memories)  restatements of each memory, cut into sentence prefixes (Learning-to-Imitate)
                                                                                  -> list[ImitationItem]
     sample(prompts)          teacher continuations (memory in context)            -> list[Rollout]
@@ -16,8 +17,9 @@ Everything sampled is seeded, so a sleep is repeatable. Every question, restatem
 memory is grounded in it (`sleep_ray.data.grounding`): a name the memory does not hold is repaired or the text
 dropped; `ledger()` returns what was written, kept, repaired and dropped since the last call, with examples.
 
-Old knowledge is held to an *anchor* when one is given (the original base model): rehearsal questions are
-answered and scored by the anchor, not by the pre-sleep model, so drift cannot compound from night to night.
+Old knowledge is held to an *anchor* when one is given (the original base model): rehearsal questions and the
+free text that rehearses language modelling are answered and scored by the anchor, not by the pre-sleep model,
+so drift cannot compound from night to night.
 A rehearsal question naming someone a stored memory (`recall`) names gets the latest such memory in the
 anchor's context, so an updated fact is rehearsed with its new value.
 """
@@ -41,6 +43,8 @@ from sleep_ray.models.generate import complete
 from sleep_ray.models.scoring import completion_logits
 from sleep_ray.records import ImitationItem, Rollout, SeedPrompt, TeacherLogits
 from sleep_ray.rollout.engine import make_rollout
+
+OLD_KNOWLEDGE = ("rehearsal", "text")  # the item kinds the anchor answers and scores
 
 
 def cut_sentence(sentence: str, rng: random.Random, min_prefix_words: int = 2) -> ImitationItem | None:
@@ -104,14 +108,15 @@ class TeacherSelf:
         temperature: float,
         seed: int,
         recall: Sequence[Memory] = (),
+        text_share: float = 0.0,
     ) -> list[SeedPrompt]:
         """Distillation prompts for `memories` plus self-rehearsal prompts (a `rehearsal_fraction` share;
-        `recall`: the stored memories a rehearsal question may be answered with, see `rehearsal`).
+        `recall` and `text_share` as for `rehearsal`).
 
         Kinds (SeedPrompt): "question" (closed-book for the student), "prefix", "restatement"; "reading" (the
         first `reading_per_memory` questions of each memory, the student reading the memory too) and "writing"
         (`writing_per_memory` question-writing prompts, student and teacher alike) keep the skills the next
-        night's teacher uses; "rehearsal" keeps old knowledge."""
+        night's teacher uses; "rehearsal" and "text" keep old knowledge."""
         rng = random.Random(seed)
         contexts = self.contexts(memories)
         items: list[SeedPrompt] = []
@@ -141,16 +146,27 @@ class TeacherSelf:
         for c, d in self._restated_cuts(contexts, restatements_per_memory, temperature, seed + 3):
             items.append(SeedPrompt(d.prefix, self.fmt.restatement(c) + d.prefix, "restatement", d.memory_id))
         n_rehearsal = round(len(items) * rehearsal_fraction / max(1e-9, 1.0 - rehearsal_fraction))
-        return items + self.rehearsal(n_rehearsal, seed=seed + 1, temperature=temperature, recall=recall)
+        rehearsal = self.rehearsal(
+            n_rehearsal, seed=seed + 1, temperature=temperature, recall=recall, text_share=text_share
+        )
+        return items + rehearsal
 
     def rehearsal(
-        self, n: int, *, seed: int, temperature: float = 1.0, recall: Sequence[Memory] = ()
+        self,
+        n: int,
+        *,
+        seed: int,
+        temperature: float = 1.0,
+        recall: Sequence[Memory] = (),
+        text_share: float = 0.0,
     ) -> list[SeedPrompt]:
-        """Self-rehearsal items (kind "rehearsal"): questions about old knowledge, closed-book for the student.
-        The anchor answers them: closed-book, or reading the latest of `recall` (in stored order) that names
-        someone the question names (its `memory_id` is then that memory's)."""
-        items = []
-        for q in self.old_questions(n, seed=seed, temperature=temperature):
+        """About `n` self-rehearsal items of old knowledge: a `text_share` of them the anchor's own free text cut
+        at a word (kind "text", see `old_text`), the rest questions (kind "rehearsal"), closed-book for the
+        student. The anchor answers the questions: closed-book, or reading the latest of `recall` (in stored
+        order) that names someone the question names (its `memory_id` is then that memory's)."""
+        n_text = round(n * text_share)
+        items = self.old_text(n_text, seed=seed + 7, temperature=temperature)
+        for q in self.old_questions(n - n_text, seed=seed, temperature=temperature):
             hit = self._recall(q, recall)
             teacher = self.fmt.closed_book(q) if hit is None else self.fmt.in_context(hit[1], q)
             items.append(SeedPrompt(self.fmt.closed_book(q), teacher, "rehearsal", "" if hit is None else hit[0]))
@@ -187,6 +203,30 @@ class TeacherSelf:
         """Questions about what the model already knows, written with no memory (of `n` tries, the well-formed)."""
         raw_qs = self._write([self.fmt.free_question()] * n, seed, 24, temperature) if n > 0 else []
         return [q for q in (raw.split("\n", 1)[0].strip() for raw in raw_qs) if q.endswith("?")]
+
+    def old_text(self, n: int, *, seed: int, temperature: float = 1.0, max_new_tokens: int = 64) -> list[SeedPrompt]:
+        """Up to `n` language-modelling items (kind "text"): the anchor writes free text with no memory (2n texts,
+        as some have no sentence to cut), and each is cut at a random word of a random sentence; student and
+        teacher read the same prefix, so the loss holds the student's continuation of old text to the anchor's."""
+        if n <= 0:
+            return []
+        rng = random.Random(seed)
+        opening = self.fmt.free_text()
+        torch.manual_seed(seed)
+        written = complete(
+            self.anchor, self.tokenizer, [opening] * (2 * n), max_new_tokens, do_sample=True, temperature=temperature
+        )
+        items = []
+        for raw in written:
+            said = [x for x in sentences(raw.split("\n", 1)[0]) if x.endswith(".")]
+            if not said:
+                continue
+            k = rng.randrange(len(said))
+            cut = cut_sentence(said[k], rng)
+            if cut is not None:
+                prefix = opening + " ".join([*said[:k], cut.prefix])
+                items.append(SeedPrompt(prefix, prefix, "text"))
+        return items[:n]
 
     def _restated_cuts(
         self, contexts: list[tuple[str, str]], per_memory: int, temperature: float, seed: int
@@ -259,11 +299,11 @@ class TeacherSelf:
         return [r.split("\n", 1)[0] for r in raw]
 
     def _by_model(self, items: Sequence[SeedPrompt]) -> list[tuple[PreTrainedModel, list[int]]]:
-        """(model, item indices) groups: rehearsal items go to the anchor when there is one."""
+        """(model, item indices) groups: old-knowledge items go to the anchor when there is one."""
         if self.anchor is self.model:
             return [(self.model, list(range(len(items))))]
-        own = [i for i, it in enumerate(items) if it.kind != "rehearsal"]
-        held = [i for i, it in enumerate(items) if it.kind == "rehearsal"]
+        own = [i for i, it in enumerate(items) if it.kind not in OLD_KNOWLEDGE]
+        held = [i for i, it in enumerate(items) if it.kind in OLD_KNOWLEDGE]
         return [(m, idx) for m, idx in ((self.model, own), (self.anchor, held)) if idx]
 
     @torch.no_grad()

@@ -86,6 +86,7 @@ def _material(
             reading_per_memory=s.reading_per_memory,
             writing_per_memory=s.writing_per_memory,
             rehearsal_fraction=s.rehearsal_fraction,
+            text_share=s.text_share,
             seed=sd,
             recall=recall,
             **kw,

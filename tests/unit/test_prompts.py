@@ -39,6 +39,7 @@ def test_without_a_template_every_prompt_is_the_raw_shape() -> None:
     assert fmt.restatement("C.") == prompts.restatement("C.")
     assert fmt.judging("a", "b") == prompts.judging("a", "b")
     assert fmt.free_question() == "Question:" and fmt.reply("Miravel") == " Miravel"
+    assert fmt.free_text() == ""  # old text starts after the BOS, as a pretraining document does
 
 
 def test_chat_prompts_go_through_the_template_and_end_where_the_assistant_speaks() -> None:
@@ -52,6 +53,7 @@ def test_chat_prompts_go_through_the_template_and_end_where_the_assistant_speaks
     # written material keeps the raw continuation shape: the reply opens with "Question:"
     assert fmt.question_writing("Ana Vel lives in Miravel.").endswith("<|im_start|>assistant\nQuestion:")
     assert fmt.reply("Miravel") == "Miravel" + str(fmt.end)
+    assert fmt.free_text().endswith("<|im_start|>assistant\n")
 
 
 def test_a_template_without_a_system_role_gets_the_instruction_in_the_user_turn() -> None:
