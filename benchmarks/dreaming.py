@@ -92,7 +92,7 @@ def main() -> None:
             run_seeding(cfg, checkpoint=cfg.model.path, memories=memories, out_dir=out, cycle=1)
         seeding_s = time.time() - t0
         ev = CycleEval(cfg, world)
-        seeded = ev.closed_book(str(out))
+        seeded, read_seeded = ev.closed_book(str(out)), ev.reading(str(out))
         t = time.time()
         result = run_dreaming(cfg, parent=cfg.model.path, seeded=out, memories=memories, out_dir=out, cycle=1)
         dreaming_s = time.time() - t
@@ -118,7 +118,7 @@ def main() -> None:
                 "seeding": round(seeded["base"] / before["base"], 3),
                 "full": round(after["base"] / before["base"], 3),
             },
-            "reading": {"before": read_before, "after": read_after},
+            "reading": {"before": read_before, "after_seeding": read_seeded, "after": read_after},
             "question_writing_next_day": {
                 "before": ev.writing(cfg.model.path, tomorrow),
                 "after": ev.writing(str(out), tomorrow),
