@@ -6,7 +6,7 @@ It writes the sleep's training material itself, with the skills it was pretraine
                              restatements of it, the same questions read with the memory and question writing
                              (so the student keeps the skills the next night's teacher needs), and
                              self-rehearsal questions about old knowledge (no memory)  -> list[SeedPrompt]
-    old_text(n)              the anchor's own free text cut at a word (language modelling of old text)
+    old_text(n)              the anchor's own free text (`free_texts`) cut at a word (language modelling)
     write_imitation(memories)  restatements of each memory, cut into sentence prefixes (Learning-to-Imitate)
                                                                                  -> list[ImitationItem]
     sample(prompts)          teacher continuations (memory in context)            -> list[Rollout]
@@ -204,21 +204,30 @@ class TeacherSelf:
         raw_qs = self._write([self.fmt.free_question()] * n, seed, 24, temperature) if n > 0 else []
         return [q for q in (raw.split("\n", 1)[0].strip() for raw in raw_qs) if q.endswith("?")]
 
-    def old_text(self, n: int, *, seed: int, temperature: float = 1.0, max_new_tokens: int = 64) -> list[SeedPrompt]:
-        """Up to `n` language-modelling items (kind "text"): the anchor writes free text with no memory (2n texts,
-        as some have no sentence to cut), and each is cut at a random word of a random sentence; student and
-        teacher read the same prefix, so the loss holds the student's continuation of old text to the anchor's."""
+    def free_texts(self, n: int, *, seed: int, temperature: float = 1.0, max_new_tokens: int = 64) -> list[str]:
+        """`n` texts the anchor writes with no memory (the first line of each): old text as the anchor knows it."""
         if n <= 0:
             return []
-        rng = random.Random(seed)
-        opening = self.fmt.free_text()
         torch.manual_seed(seed)
         written = complete(
-            self.anchor, self.tokenizer, [opening] * (2 * n), max_new_tokens, do_sample=True, temperature=temperature
+            self.anchor,
+            self.tokenizer,
+            [self.fmt.free_text()] * n,
+            max_new_tokens,
+            do_sample=True,
+            temperature=temperature,
         )
+        return [raw.split("\n", 1)[0] for raw in written]
+
+    def old_text(self, n: int, *, seed: int, temperature: float = 1.0) -> list[SeedPrompt]:
+        """Up to `n` language-modelling items (kind "text"): `free_texts` (2n of them, as some have no sentence
+        to cut), each cut at a random word of a random sentence; student and teacher read the same prefix, so the
+        loss holds the student's continuation of old text to the anchor's."""
+        rng = random.Random(seed)
+        opening = self.fmt.free_text()
         items = []
-        for raw in written:
-            said = [x for x in sentences(raw.split("\n", 1)[0]) if x.endswith(".")]
+        for text in self.free_texts(2 * n, seed=seed, temperature=temperature):
+            said = [x for x in sentences(text) if x.endswith(".")]
             if not said:
                 continue
             k = rng.randrange(len(said))

@@ -12,7 +12,8 @@ sleep did not use (held out from the sleep's own prompts):
 - **reads**: the learned-questions again, with the memory in context: the candidate must give the serving
   model's in-context answer on at least `gate.min_reading` of them, since the next night's teacher is this
   model reading. Reported beside it: both models' perplexity on the anchor's old-knowledge questions and
-  answers (old text the sleep never saw).
+  answers, and on free text the anchor writes (old text the sleep never saw; language modelling is the third
+  skill the next night's teacher uses).
 - **still holds**: the regression probes of earlier nights' memories (`sleep_ray.wake.ledger`) are re-asked; a
   memory holds when the candidate agrees on `gate.memory_hold` of its probes, and at least `gate.min_regression`
   of the re-asked memories must hold (once `gate.min_regression_memories` were re-asked). A memory that does not
@@ -130,11 +131,14 @@ def run_gate(
     result.probes = [RegressionProbe(it.memory_id, it.student, ref) for it, ref in zip(items, refs)]
     result.held = {**again, **held}
     old_text = [f"{q} {a.split(chr(10), 1)[0]}" for q, a in zip(rehearsal, old_refs)]
+    free = [t for t in keeper.free_texts(max(1, cfg.rehearsal_questions // 4), seed=cfg.seed + 2) if t.strip()]
     result.metrics.update(
         questions=len(items),
         rehearsal_questions=len(rehearsal),
         regression_memories=len(again),
         perplexity_serving=round(text_perplexity(old_model, tok, old_text), 4),
         perplexity_candidate=round(text_perplexity(new_model, tok, old_text), 4),
+        text_perplexity_serving=round(text_perplexity(old_model, tok, free), 4),
+        text_perplexity_candidate=round(text_perplexity(new_model, tok, free), 4),
     )
     return result

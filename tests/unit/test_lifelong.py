@@ -126,6 +126,8 @@ def test_a_damaged_candidate_fails_the_regression_gate_and_lost_memories_return_
     )
     night = _night(cfg, store, 2, _damage)  # a gate that lets it through: the ledger still sees what was lost
     assert night.status == "swapped" and night.gate["regression"] < 0.8
+    # reported beside the verdict: the damage shows in language modelling of the anchor's own free text
+    assert night.gate["text_perplexity_candidate"] > night.gate["text_perplexity_serving"] > 1.0
     lost = set(night.in_context) & {"old-1", "old-2", "old-3"}
     assert lost, night.in_context
     in_context = store.unconsolidated()
