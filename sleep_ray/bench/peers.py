@@ -3,6 +3,8 @@ through the trainers users already have (Hugging Face TRL, `trl_peers.py`), on t
 
     sleep-ray bench peers --config examples/sleep_tiny.yaml       # the world's 50-memory day
     sleep-ray bench peers --config examples/sleep_updates.yaml    # the day rich in updated facts
+    sleep-ray bench peers --config examples/sleep_tiny.yaml bench.peers.test_days=foreign bench.peers.test_seed=2
+                                                                  # a test day nobody tuned on
 
 Methods: `sleep` (both stages, the config's settings), `seeding` (Knowledge Seeding alone: the same run, read
 after its first stage), and the TRL peers. Each peer trains once per learning rate of its grid
@@ -33,7 +35,8 @@ from sleep_ray.bench.peers_report import plot, table
 from sleep_ray.bench.trl_peers import PEERS, QA, Meter, PeerRun, train_peer, trl_version
 from sleep_ray.config import PEER_METHODS, Config, load_config
 from sleep_ray.data.prompts import PromptFormat
-from sleep_ray.data.schema import Memory
+from sleep_ray.data.schema import Memory, World
+from sleep_ray.data.testdays import generate_test_days
 from sleep_ray.data.world import generate_world
 from sleep_ray.models.build import count_parameters, load_pretrained
 from sleep_ray.seeds import derive
@@ -200,6 +203,17 @@ def _peer_row(
     }
 
 
+def peers_world(cfg: Config) -> World:
+    """The world whose cycle 1 is the day: the world's own, or with `bench.peers.test_days` a test day (the
+    world's documents stay: base knowledge is still what retention is measured on)."""
+    world = generate_world(cfg.data.world)
+    p = cfg.bench.peers
+    if not p.test_days:
+        return world
+    day = generate_test_days(cfg.data.world, seed=p.test_seed, style=p.test_days, days=1, people=p.test_people)
+    return World(world.documents, tuple(day))
+
+
 def run_peers(config: str | None, overrides: list[str]) -> dict[str, Any]:
     """Run the benchmark (module docstring); returns and writes the summary."""
     cfg: Config = load_config(config, overrides)
@@ -209,7 +223,7 @@ def run_peers(config: str | None, overrides: list[str]) -> dict[str, Any]:
     version = trl_version() if peers else ""
     root = Path(cfg.run_dir) / "bench" / "peers"
     root.mkdir(parents=True, exist_ok=True)
-    world = generate_world(cfg.data.world)
+    world = peers_world(cfg)
     memories = [m for m in world.stream if m.cycle == 1]
     ev, tune = CycleEval(cfg, world), CycleEval(cfg, world, split="sleep")
     before, ceiling = ev.closed_book(cfg.model.path), ev.in_context(cfg.model.path)

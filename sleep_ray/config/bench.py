@@ -54,6 +54,9 @@ class PeersBenchConfig:
     generations: int = spec(4, lo=1, help="on-policy samples per prompt (GKD's and SDFT's)")
     wall_limit_s: float = spec(0.0, lo=0.0, help="each peer's training wall-clock limit; 0 = the sleep's own")
     curve_points: int = spec(3, lo=1, help="closed-book checks during each peer's training (the plot's points)")
+    test_days: str = spec("", choices=("", "world", "foreign"), help="'' = the world's cycle 1; else a test day")
+    test_seed: int = spec(1, help="test day: its seed (sleep_ray.data.testdays: DEV_SEEDS, FINAL_SEEDS)")
+    test_people: int = spec(24, lo=1, help="test day: new people")
 
 
 @dataclass

@@ -113,3 +113,17 @@ def test_unknown_method_and_missing_extra_fail_clearly(monkeypatch, tmp_path):
     with pytest.raises(MissingExtraError, match=r"\[bench\]"):
         trl_version()
     assert set(PEERS) < set(METHODS) and METHODS[:2] == ("sleep", "seeding")
+
+
+def test_a_test_day_replaces_cycle_one_and_keeps_the_worlds_base_knowledge():
+    from sleep_ray.bench.peers import peers_world
+
+    own = peers_world(load_config(None, ["data.world.num_reading_docs=0"]))
+    cfg = load_config(
+        None,
+        ["data.world.num_reading_docs=0", "bench.peers.test_days=foreign", "bench.peers.test_seed=2"],
+    )
+    world = peers_world(cfg)
+    assert len(world.stream) == 24 and all(m.memory_id.startswith("test-foreign-2-") for m in world.stream)
+    assert {m.cycle for m in world.stream} == {1}
+    assert world.documents == own.documents  # retention is measured on the same base knowledge
