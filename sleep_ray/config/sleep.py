@@ -36,7 +36,7 @@ class SeedingConfig:
     )
     temperature: float = spec(1.0, lo=1e-3, help="sampling and distillation temperature (> 0)")
     steps: int = spec(1300, lo=0, help="the most optimizer steps a night takes (the budget's cap)")
-    steps_per_memory: float = spec(40.0, lo=0.0, help="budget: steps per memory window; 0 = always `steps`")
+    steps_per_memory: float = spec(26.0, lo=0.0, help="budget: steps per memory window; 0 = always `steps`")
     min_steps: int = spec(300, lo=0, help="budget: the fewest steps a night with memories takes")
     lr: float = spec(1e-3, lo=0.0)
     rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
@@ -95,7 +95,7 @@ class DreamingConfig:
     rehearsal_steps: int = spec(600, lo=0, help="the most student steps on the winning dreams (+ rehearsal)")
     rehearsal_lr: float = spec(1e-3, lo=0.0, help="learning rate of the student's steps on the winning dreams")
     rehearsal_batch_size: int = spec(24, lo=1, help="prompts per student step on the winning dreams (per worker)")
-    rehearsal_steps_per_memory: float = spec(20.0, lo=0.0, help="budget: steps per memory window; 0 = always the cap")
+    rehearsal_steps_per_memory: float = spec(12.0, lo=0.0, help="budget: steps per memory window; 0 = always the cap")
     min_rehearsal_steps: int = spec(150, lo=0, help="budget: the fewest rehearsal steps")
 
 

@@ -5,9 +5,9 @@ teacher reads it in), between a floor and a cap:
 
     steps = min(cap, max(floor, round(per_window * windows)))
 
-With the defaults (`sleep.seeding`: 40 a window, floor 300, cap 1300; `sleep.dreaming`: 20, 150, 600) the 50-memory
-day of examples/sleep_tiny.yaml (53 windows) gets the caps it was measured with, a 24-memory day 960 + 480 steps,
-and a 10-memory day 400 + 200. `per_window = 0` always takes the cap. Zero windows take no steps.
+With the defaults (`sleep.seeding`: 26 a window, floor 300, cap 1300; `sleep.dreaming`: 12, 150, 600) the 50-memory
+day of examples/sleep_tiny.yaml gets the cap, as before, and a 24-memory day about half of it. `per_window = 0`
+always takes the cap. Zero windows take no steps.
 """
 
 from __future__ import annotations
