@@ -25,8 +25,8 @@ class SeedPrompt:
     "reading" (a question about a memory that the student reads with the memory too) and "writing" (writing a
     question about a memory; student == teacher): the skills the next night's teacher needs; or "rehearsal" (a
     question about old knowledge; the teacher reads it without any memory, so student == teacher and the loss
-    keeps the grown model where the pre-sleep model was) and "text" (the opening words of free text the
-    teacher wrote with no memory: language modelling of old text, student == teacher).
+    keeps the grown model where the pre-sleep model was) and "text" (the opening words of free text the anchor
+    wrote with no memory: language modelling of old text, student == teacher).
     """
 
     student: str
