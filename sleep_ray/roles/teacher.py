@@ -47,6 +47,11 @@ from sleep_ray.rollout.engine import make_rollout
 OLD_KNOWLEDGE = ("rehearsal", "text")  # the item kinds the anchor answers and scores
 
 
+def whole_sentences(text: str) -> list[str]:
+    """The sentences of `text` that end with a full stop (a sampled text's last one may be cut off)."""
+    return [x for x in sentences(text) if x.endswith(".")]
+
+
 def cut_sentence(sentence: str, rng: random.Random, min_prefix_words: int = 2) -> ImitationItem | None:
     """A random cut of a sentence between words: ("Ana lives in Miravel.") -> prefix "Ana lives", reference
     " in Miravel." (the reference keeps its leading space). None for sentences too short to cut."""
@@ -89,10 +94,13 @@ class TeacherSelf:
         count = lambda s: len(self.tokenizer(s)["input_ids"])  # noqa: E731
         return [(m.memory_id, w) for m in memories for w in windows(m.text, count, self.context_tokens)]
 
-    def _write(self, texts: list[str], seed: int, max_new_tokens: int, temperature: float) -> list[str]:
+    def _write(
+        self, texts: list[str], seed: int, max_new_tokens: int, temperature: float, model: PreTrainedModel | None = None
+    ) -> list[str]:
+        """Seeded samples of `texts` by `model` (default: the pre-sleep model)."""
         torch.manual_seed(seed)
         return complete(
-            self.model, self.tokenizer, texts, max_new_tokens, do_sample=True, temperature=temperature, top_k=0
+            model or self.model, self.tokenizer, texts, max_new_tokens, do_sample=True, temperature=temperature, top_k=0
         )
 
     def write_prompts(
@@ -208,15 +216,7 @@ class TeacherSelf:
         """`n` texts the anchor writes with no memory (the first line of each): old text as the anchor knows it."""
         if n <= 0:
             return []
-        torch.manual_seed(seed)
-        written = complete(
-            self.anchor,
-            self.tokenizer,
-            [self.fmt.free_text()] * n,
-            max_new_tokens,
-            do_sample=True,
-            temperature=temperature,
-        )
+        written = self._write([self.fmt.free_text()] * n, seed, max_new_tokens, temperature, model=self.anchor)
         return [raw.split("\n", 1)[0] for raw in written]
 
     def old_text(self, n: int, *, seed: int, temperature: float = 1.0) -> list[SeedPrompt]:
@@ -227,7 +227,7 @@ class TeacherSelf:
         opening = self.fmt.free_text()
         items = []
         for text in self.free_texts(2 * n, seed=seed, temperature=temperature):
-            said = [x for x in sentences(text) if x.endswith(".")]
+            said = whole_sentences(text)
             if not said:
                 continue
             k = rng.randrange(len(said))
@@ -246,7 +246,7 @@ class TeacherSelf:
         written = self._write([self.fmt.restatement(c) for _, c in asks], seed + 2, 64, temperature)
         out = []
         for (mid, c), raw in zip(asks, written):
-            said = [x for x in sentences(raw.split("\n", 1)[0]) if x.endswith(".")]
+            said = whole_sentences(raw.split("\n", 1)[0])
             if said:
                 fixed = self._ground("restatement", rng.choice(said), c, mid)
                 d = cut_sentence(fixed, rng) if fixed is not None else None
