@@ -41,7 +41,7 @@ class SeedingConfig:
     lr: float = spec(1e-3, lo=0.0)
     rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
     text_share: float = spec(
-        0.25, lo=0.0, hi=1.0, help="share of old-knowledge rehearsal (both stages) that is the anchor's free text"
+        0.25, lo=0.0, hi=1.0, help="anchor free-text items rehearsed beside the old-knowledge questions, per question"
     )
     batch_size: int = spec(24, lo=1, help="distillation prompts per optimizer step (per train worker)")
     questions_per_memory: int = spec(16, lo=0, help="questions the teacher writes about each memory (window)")

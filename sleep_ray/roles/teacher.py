@@ -168,13 +168,13 @@ class TeacherSelf:
         recall: Sequence[Memory] = (),
         text_share: float = 0.0,
     ) -> list[SeedPrompt]:
-        """About `n` self-rehearsal items of old knowledge: a `text_share` of them the anchor's own free text cut
-        at a word (kind "text", see `old_text`), the rest questions (kind "rehearsal"), closed-book for the
-        student. The anchor answers the questions: closed-book, or reading the latest of `recall` (in stored
-        order) that names someone the question names (its `memory_id` is then that memory's)."""
-        n_text = round(n * text_share)
-        items = self.old_text(n_text, seed=seed + 7, temperature=temperature)
-        for q in self.old_questions(n - n_text, seed=seed, temperature=temperature):
+        """Self-rehearsal items of old knowledge: about `n` questions (kind "rehearsal"), closed-book for the
+        student, and beside them up to `round(n * text_share)` pieces of the anchor's own free text cut at a word
+        (kind "text", see `old_text`). The anchor answers the questions: closed-book, or reading the latest of
+        `recall` (in stored order) that names someone the question names (its `memory_id` is then that
+        memory's)."""
+        items = self.old_text(round(n * text_share), seed=seed + 7, temperature=temperature)
+        for q in self.old_questions(n, seed=seed, temperature=temperature):
             hit = self._recall(q, recall)
             teacher = self.fmt.closed_book(q) if hit is None else self.fmt.in_context(hit[1], q)
             items.append(SeedPrompt(self.fmt.closed_book(q), teacher, "rehearsal", "" if hit is None else hit[0]))

@@ -18,7 +18,8 @@ def test_a_text_share_of_rehearsal_is_the_anchors_free_text_cut_mid_sentence():
     teacher = TeacherSelf(BASE, threads=1)
     items = teacher.rehearsal(24, seed=3, text_share=0.5)
     kinds = Counter(it.kind for it in items)
-    assert 0 < kinds["text"] <= 12 and kinds["rehearsal"] > 0
+    # beside the questions, not in their place: as many questions as with no share
+    assert 0 < kinds["text"] <= 12 and kinds["rehearsal"] == len(teacher.old_questions(24, seed=3))
     for it in items:
         if it.kind == "text":
             # student and teacher read the same words; the cut leaves the rest of a sentence to continue
@@ -40,8 +41,8 @@ def test_old_text_is_answered_and_scored_by_the_anchor_not_the_drifted_model(tmp
     drifted = str(tmp_path / "drifted")
 
     held = TeacherSelf(drifted, threads=1, anchor=BASE)
-    items = held.rehearsal(16, seed=5, text_share=1.0)
-    assert items and {it.kind for it in items} == {"text"}
+    items = [it for it in held.rehearsal(16, seed=5, text_share=1.0) if it.kind == "text"]
+    assert items
     completions = [tokenizer(" is fond of hiking.")["input_ids"][1:]] * len(items)
     anchored = held.score(items, completions)
     base = TeacherSelf(BASE, threads=1).score(items, completions)
