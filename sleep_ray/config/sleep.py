@@ -39,7 +39,9 @@ class SeedingConfig:
     steps_per_memory: float = spec(26.0, lo=0.0, help="budget: steps per memory window; 0 = always `steps`")
     min_steps: int = spec(300, lo=0, help="budget: the fewest steps a night with memories takes")
     lr: float = spec(1e-3, lo=0.0)
-    rehearsal_fraction: float = spec(0.8, lo=0.0, hi=0.95, help="share of self-rehearsal prompts about old knowledge")
+    rehearsal_fraction: float = spec(
+        0.7, lo=0.0, hi=0.95, help="share of prompts that are old-knowledge questions (free text on top)"
+    )
     text_share: float = spec(
         0.25, lo=0.0, hi=1.0, help="anchor free-text items rehearsed beside the old-knowledge questions, per question"
     )
