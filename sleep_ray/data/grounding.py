@@ -86,6 +86,20 @@ def names(text: str, known: Callable[[str], bool]) -> list[tuple[int, int, str]]
     return out
 
 
+def subject(memory: str, known: Callable[[str], bool]) -> str | None:
+    """The memory's most mentioned name of two or more words (its person, for a one-person memory), or None."""
+    full = [n for _, _, n in names(memory, known) if len(n.split()) > 1]
+    return max(full, key=lambda n: (full.count(n), len(n))) if full else None
+
+
+def swap_name(text: str, old: str, new: str) -> str:
+    """`text` with the name `old` and each of its words alone ("Luran" of "Luran Kretre") replaced by `new` and its
+    word in the same place; `old` and `new` have as many words."""
+    swap = {old: new, **dict(zip(old.split(), new.split()))}
+    pattern = "|".join(re.escape(k) for k in sorted(swap, key=len, reverse=True))
+    return re.sub(rf"\b(?:{pattern})\b", lambda m: swap[m.group()], text)
+
+
 def ground(
     text: str,
     memory: str,

@@ -142,6 +142,7 @@ def _rehearsal_material(
             seed=seed + 5,
             temperature=s.temperature,
             reading=s.reading_per_memory,
+            swapped_reading=s.swapped_reading_per_memory,
         )
         extra += call(ref, timeout, "teacher-self write_prompts")
     n = round((len(items) + len(extra)) * d.rehearsal_fraction / max(1e-9, 1.0 - d.rehearsal_fraction))

@@ -34,7 +34,7 @@ import torch
 from transformers import PreTrainedModel
 
 from sleep_ray.data.corpus import sentences
-from sleep_ray.data.grounding import Grounded, Ledger, ground, known_words, names
+from sleep_ray.data.grounding import Grounded, Ledger, ground, known_words, names, subject, swap_name
 from sleep_ray.data.prompts import PromptFormat
 from sleep_ray.data.schema import Memory
 from sleep_ray.data.windows import windows
@@ -112,6 +112,7 @@ class TeacherSelf:
         restatements_per_memory: int = 0,
         reading_per_memory: int = 0,
         writing_per_memory: int = 0,
+        swapped_reading_per_memory: int = 0,
         rehearsal_fraction: float,
         temperature: float,
         seed: int,
@@ -124,13 +125,16 @@ class TeacherSelf:
         Kinds (SeedPrompt): "question" (closed-book for the student), "prefix", "restatement"; "reading" (the
         first `reading_per_memory` questions of each memory, the student reading the memory too) and "writing"
         (`writing_per_memory` question-writing prompts, student and teacher alike) keep the skills the next
-        night's teacher uses; "rehearsal" and "text" keep old knowledge."""
+        night's teacher uses, and `swapped_reading_per_memory` more "reading" items each ask one of those
+        questions of another of the night's people swapped into the memory (`swapped_reading`); "rehearsal"
+        and "text" keep old knowledge."""
         rng = random.Random(seed)
         contexts = self.contexts(memories)
         items: list[SeedPrompt] = []
         asks = [(mid, c) for mid, c in contexts for _ in range(questions_per_memory)]
         written = self._write([self.fmt.question_writing(c) for _, c in asks], seed, 24, temperature)
         read: dict[str, int] = {}
+        kept: dict[tuple[str, str], list[str]] = {}
         for (mid, c), raw in zip(asks, written):
             q = raw.split("\n", 1)[0].strip()
             if not q.endswith("?"):  # counted: a writer that rarely forms a question fails the grounding floor
@@ -140,9 +144,11 @@ class TeacherSelf:
             if fixed is None:
                 continue
             items.append(SeedPrompt(self.fmt.closed_book(fixed), self.fmt.in_context(c, fixed), "question", mid))
+            kept.setdefault((mid, c), []).append(fixed)
             if read.get(c, 0) < reading_per_memory:
                 read[c] = read.get(c, 0) + 1
                 items.append(SeedPrompt(self.fmt.in_context(c, fixed), self.fmt.in_context(c, fixed), "reading", mid))
+        items += self.swapped_reading(kept, swapped_reading_per_memory, seed + 11)
         for mid, c in contexts:
             w = self.fmt.question_writing(c)
             items += [SeedPrompt(w, w, "writing", mid)] * writing_per_memory
@@ -158,6 +164,29 @@ class TeacherSelf:
             n_rehearsal, seed=seed + 1, temperature=temperature, recall=recall, text_share=text_share
         )
         return items + rehearsal
+
+    def swapped_reading(
+        self, questions: dict[tuple[str, str], list[str]], per_memory: int, seed: int
+    ) -> list[SeedPrompt]:
+        """Reading items that what the night teaches closed-book cannot answer: up to `per_memory` of each memory's
+        `questions` ({(memory_id, text): questions}) asked of another of the night's people, whose name replaces
+        the memory's subject in both the text and the question. The text (this memory's facts), not what the
+        student learns about that person tonight, holds the answer; student and teacher read the same prompt."""
+        if per_memory <= 0:
+            return []
+        rng = random.Random(seed)
+        people = {key: subject(key[1], self.known) for key in questions}
+        out = []
+        for (mid, c), qs in questions.items():
+            a = people[(mid, c)]
+            others = sorted({p for p in people.values() if a and p and p != a and len(p.split()) == len(a.split())})
+            if not a or not others:
+                continue
+            for q in qs[:per_memory]:
+                b = rng.choice(others)
+                prompt = self.fmt.in_context(swap_name(c, a, b), swap_name(q, a, b))
+                out.append(SeedPrompt(prompt, prompt, "reading", mid))
+        return out
 
     def rehearsal(
         self,
@@ -193,15 +222,23 @@ class TeacherSelf:
         return None
 
     def write_questions(
-        self, memories: Sequence[Memory], *, per_memory: int, seed: int, temperature: float = 1.0, reading: int = 0
+        self,
+        memories: Sequence[Memory],
+        *,
+        per_memory: int,
+        seed: int,
+        temperature: float = 1.0,
+        reading: int = 0,
+        swapped_reading: int = 0,
     ) -> list[SeedPrompt]:
-        """Only the question prompts of `write_prompts` (kind "question", and `reading` of kind "reading" per
-        memory): probes and fresh rehearsal questions."""
+        """Only the question prompts of `write_prompts` (kind "question", and `reading` plus `swapped_reading` of
+        kind "reading" per memory): probes and fresh rehearsal questions."""
         return self.write_prompts(
             memories,
             questions_per_memory=per_memory,
             prefixes_per_memory=0,
             reading_per_memory=reading,
+            swapped_reading_per_memory=swapped_reading,
             rehearsal_fraction=0.0,
             temperature=temperature,
             seed=seed,

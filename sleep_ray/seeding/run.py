@@ -84,6 +84,7 @@ def _material(
             prefixes_per_memory=s.prefixes_per_memory,
             restatements_per_memory=s.restatements_per_memory,
             reading_per_memory=s.reading_per_memory,
+            swapped_reading_per_memory=s.swapped_reading_per_memory,
             writing_per_memory=s.writing_per_memory,
             rehearsal_fraction=s.rehearsal_fraction,
             text_share=s.text_share,

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from sleep_ray.data.grounding import GroundingError, Ledger, check_grounding, ground, known_words, names
+from sleep_ray.data.grounding import (
+    GroundingError,
+    Ledger,
+    check_grounding,
+    ground,
+    known_words,
+    names,
+    subject,
+    swap_name,
+)
 from tests.helpers import ROOT
 
 MEMORY = (
@@ -123,3 +132,38 @@ def test_a_written_question_and_answer_are_grounded_each_by_its_rule(known):
     g = ground_qa(" Where does Luran live?\nAnswer: Kubravel", MEMORY, known, answer_mark="\nAnswer:")
     assert g.status == "dropped" and "Kubravel" in g.reason
     assert ground_qa(" Where does Luran live?", MEMORY, known, answer_mark="\nAnswer:").reason == "no answer"
+
+
+def test_a_memory_s_subject_swaps_out_whole_and_by_its_words(known):
+    assert subject(MEMORY, known) == "Luran Kretre"  # named twice in full; "Tesza Works" once
+    swapped = swap_name(MEMORY, "Luran Kretre", "Hysk Glauth")
+    assert swapped == (
+        "A short note on Hysk Glauth. Hysk Glauth draws a salary from Tesza Works. By trade, Hysk is a painter. "
+        "These days Hysk keeps a house in Sheramor."
+    )
+    assert swap_name("Luran Kretre met Kretre Luran.", "Luran Kretre", "Kretre Bax") == "Kretre Bax met Bax Kretre."
+
+
+def test_swapped_reading_asks_of_another_person_whose_name_the_memory_now_carries():
+    """Real tiny base on a test day: each swapped item's text and question name the same other person of the
+    night, and the text keeps the original memory's facts."""
+    from sleep_ray.config import WorldConfig
+    from sleep_ray.data.testdays import generate_test_days
+    from sleep_ray.roles.teacher import TeacherSelf
+
+    day = generate_test_days(WorldConfig(), seed=1, style="foreign", people=4)
+    teacher = TeacherSelf(str(ROOT / "examples" / "tiny_base"), threads=1)
+    plain = teacher.write_questions(day, per_memory=4, seed=1, reading=1)
+    both = teacher.write_questions(day, per_memory=4, seed=1, reading=1, swapped_reading=2)
+    swapped = [it for it in both if it not in plain]
+    assert plain == [it for it in both if it in plain] and 0 < len(swapped) <= 2 * len(day)
+    people = {m.memory_id: subject(m.text, teacher.known) for m in day}
+    text = {m.memory_id: m.text for m in day}
+    for it in swapped:
+        assert it.kind == "reading" and it.student == it.teacher
+        context, question = it.student.rsplit("\nQuestion: ", 1)
+        own = people[it.memory_id]
+        other = next(p for p in people.values() if p != own and p in context)
+        assert not any(w in context + question for w in own.split())
+        assert any(w in question for w in other.split())
+        assert context.endswith(swap_name(text[it.memory_id], own, other)[-40:])
