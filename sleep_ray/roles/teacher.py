@@ -180,7 +180,7 @@ class TeacherSelf:
         for (mid, c), qs in questions.items():
             a = people[(mid, c)]
             others = sorted({p for p in people.values() if a and p and p != a and len(p.split()) == len(a.split())})
-            if not others:  # also when this memory has no subject (a is None)
+            if not a or not others:
                 continue
             for q in qs[:per_memory]:
                 b = rng.choice(others)
