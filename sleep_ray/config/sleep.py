@@ -51,7 +51,7 @@ class SeedingConfig:
     restatements_per_memory: int = spec(0, lo=0, help="prompts cut from the teacher's restatements of each memory")
     reading_per_memory: int = spec(4, lo=0, help="questions per memory also rehearsed with the memory in context")
     swapped_reading_per_memory: int = spec(
-        2, lo=0, help="reading items per memory asked of another of the night's people swapped into the memory"
+        0, lo=0, help="reading items per memory asked of another of the night's people swapped into the memory"
     )
     writing_per_memory: int = spec(1, lo=0, help="question-writing prompts per memory rehearsed (teacher == student)")
     teacher_samples: int = spec(2, lo=1, help="teacher continuations drawn per prompt, sampled from at each step")
