@@ -133,6 +133,7 @@ class TeacherSelf:
         items: list[SeedPrompt] = []
         asks = [(mid, c) for mid, c in contexts for _ in range(questions_per_memory)]
         written = self._write([self.fmt.question_writing(c) for _, c in asks], seed, 24, temperature)
+        read: dict[str, int] = {}
         kept: dict[tuple[str, str], list[str]] = {}
         for (mid, c), raw in zip(asks, written):
             q = raw.split("\n", 1)[0].strip()
@@ -144,7 +145,8 @@ class TeacherSelf:
                 continue
             items.append(SeedPrompt(self.fmt.closed_book(fixed), self.fmt.in_context(c, fixed), "question", mid))
             kept.setdefault((mid, c), []).append(fixed)
-            if len(kept[(mid, c)]) <= reading_per_memory:  # the first `reading_per_memory` are read too
+            if read.get(c, 0) < reading_per_memory:
+                read[c] = read.get(c, 0) + 1
                 items.append(SeedPrompt(self.fmt.in_context(c, fixed), self.fmt.in_context(c, fixed), "reading", mid))
         items += self.swapped_reading(kept, swapped_reading_per_memory, seed + 11)
         for mid, c in contexts:
